@@ -1,0 +1,7 @@
+package ipvs
+
+import "testing"
+
+func TestFakeConformance(t *testing.T) {
+	runConformance(t, func(t *testing.T) Kernel { return NewFake() })
+}
