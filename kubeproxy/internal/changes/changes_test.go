@@ -147,7 +147,7 @@ func TestServiceTracker(t *testing.T) {
 }
 
 type ep struct {
-	ip, node              string
+	ip, node             string
 	ready, serving, term *bool
 }
 
