@@ -39,19 +39,19 @@ func TestServicePorts(t *testing.T) {
 	tests := []struct {
 		name string
 		svc  *v1.Service
-		want map[plan.ServicePortName]ServicePort
+		want map[plan.ServicePortName]plan.ServicePort
 	}{
-		{name: "headless", svc: svc("h", func(s *v1.Service) { s.Spec.ClusterIP = "None"; s.Spec.ClusterIPs = []string{"None"} }), want: map[plan.ServicePortName]ServicePort{}},
-		{name: "external name", svc: svc("e", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeExternalName }), want: map[plan.ServicePortName]ServicePort{}},
+		{name: "headless", svc: svc("h", func(s *v1.Service) { s.Spec.ClusterIP = "None"; s.Spec.ClusterIPs = []string{"None"} }), want: map[plan.ServicePortName]plan.ServicePort{}},
+		{name: "external name", svc: svc("e", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeExternalName }), want: map[plan.ServicePortName]plan.ServicePort{}},
 		{name: "cluster IP dual stack, two ports", svc: svc("c", func(s *v1.Service) {
 			s.Spec.ClusterIPs = []string{"10.96.0.10", "fd00::10"}
 			s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Name: "dns", Port: 53, Protocol: v1.ProtocolUDP})
-		}), want: map[plan.ServicePortName]ServicePort{
+		}), want: map[plan.ServicePortName]plan.ServicePort{
 			spn("c", "http", plan.TCP): {Name: spn("c", "http", plan.TCP), ClusterIPs: []netip.Addr{a("10.96.0.10"), a("fd00::10")}, Port: 80},
 			spn("c", "dns", plan.UDP):  {Name: spn("c", "dns", plan.UDP), ClusterIPs: []netip.Addr{a("10.96.0.10"), a("fd00::10")}, Port: 53},
 		}},
 		{name: "node port ignored on ClusterIP type", svc: svc("c", func(s *v1.Service) { s.Spec.Ports[0].NodePort = 30000 }),
-			want: map[plan.ServicePortName]ServicePort{spn("c", "http", plan.TCP): {Name: spn("c", "http", plan.TCP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 80}}},
+			want: map[plan.ServicePortName]plan.ServicePort{spn("c", "http", plan.TCP): {Name: spn("c", "http", plan.TCP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 80}}},
 		{name: "load balancer, ETP local, affinity, source ranges, proxy-mode ingress skipped", svc: svc("lb", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeLoadBalancer
 			s.Spec.Ports[0].NodePort = 30080
@@ -61,7 +61,7 @@ func TestServicePorts(t *testing.T) {
 			s.Spec.ExternalIPs = []string{"192.0.2.9"}
 			s.Spec.LoadBalancerSourceRanges = []string{" 198.51.100.0/24", "203.0.113.7/32"}
 			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "192.0.2.1"}, {IP: "192.0.2.2", IPMode: ptr(v1.LoadBalancerIPModeProxy)}, {Hostname: "lb.example"}}
-		}), want: map[plan.ServicePortName]ServicePort{spn("lb", "http", plan.TCP): {
+		}), want: map[plan.ServicePortName]plan.ServicePort{spn("lb", "http", plan.TCP): {
 			Name: spn("lb", "http", plan.TCP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 80, NodePort: 30080,
 			ExternalIPs: []netip.Addr{a("192.0.2.9")}, LoadBalancerIPs: []netip.Addr{a("192.0.2.1")},
 			LoadBalancerSourceRanges: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.7/32")},
@@ -72,13 +72,13 @@ func TestServicePorts(t *testing.T) {
 			s.Spec.InternalTrafficPolicy = ptr(v1.ServiceInternalTrafficPolicyLocal)
 			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(60))}}
-		}), want: map[plan.ServicePortName]ServicePort{spn("c", "http", plan.TCP): {
+		}), want: map[plan.ServicePortName]plan.ServicePort{spn("c", "http", plan.TCP): {
 			Name: spn("c", "http", plan.TCP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 80, InternalPolicyLocal: true, AffinityTimeout: time.Minute,
 		}}},
 		{name: "SCTP node port", svc: svc("n", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeNodePort
 			s.Spec.Ports = []v1.ServicePort{{Port: 9, NodePort: 30009, Protocol: v1.ProtocolSCTP}}
-		}), want: map[plan.ServicePortName]ServicePort{spn("n", "", plan.SCTP): {Name: spn("n", "", plan.SCTP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 9, NodePort: 30009}}},
+		}), want: map[plan.ServicePortName]plan.ServicePort{spn("n", "", plan.SCTP): {Name: spn("n", "", plan.SCTP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 9, NodePort: 30009}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,7 +116,7 @@ func TestServiceTracker(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewServiceTracker()
-			m := ServiceMap{}
+			m := plan.ServiceMap{}
 			if tc.initial != nil {
 				tr.Update(nil, tc.initial)
 				tr.Apply(m)
@@ -221,7 +221,7 @@ func TestEndpointsTracker(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewEndpointsTracker("me", []plan.Family{plan.IPv4})
-			m := EndpointsMap{}
+			m := plan.EndpointsMap{}
 			for _, s := range tc.initial {
 				tr.Update(s, false)
 			}
@@ -260,11 +260,11 @@ func TestEndpointsTrackerTriggerTimes(t *testing.T) {
 	if tr.Pending() != 1 {
 		t.Fatalf("Pending() = %d, want 1", tr.Pending())
 	}
-	res := tr.Apply(EndpointsMap{})
+	res := tr.Apply(plan.EndpointsMap{})
 	if len(res.TriggerTimes) != 1 || !res.TriggerTimes[0].Equal(ts) {
 		t.Errorf("TriggerTimes = %v, want [%v]", res.TriggerTimes, ts)
 	}
-	if again := tr.Apply(EndpointsMap{}); len(again.TriggerTimes) != 0 || len(again.Changed) != 0 {
+	if again := tr.Apply(plan.EndpointsMap{}); len(again.TriggerTimes) != 0 || len(again.Changed) != 0 {
 		t.Errorf("second Apply = %+v, want empty", again)
 	}
 }

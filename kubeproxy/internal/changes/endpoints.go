@@ -12,11 +12,6 @@ import (
 	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
 )
 
-// EndpointsMap holds the endpoints of every service port, sorted by IP then
-// port, without duplicates. Both families may be present; the planner keeps
-// the ones of its family.
-type EndpointsMap map[plan.ServicePortName][]plan.Endpoint
-
 type portKey struct {
 	name     string
 	protocol plan.Protocol
@@ -35,7 +30,7 @@ type EndpointsTracker struct {
 	// slices: service -> slice name -> slim slice.
 	slices map[types.NamespacedName]map[string]*sliceInfo
 	// pending: the merged endpoints of each changed service as of the last Apply.
-	pending map[types.NamespacedName]EndpointsMap
+	pending map[types.NamespacedName]plan.EndpointsMap
 	// triggers: last-change-trigger-time of pending changes, per service.
 	triggers map[types.NamespacedName][]time.Time
 }
@@ -47,7 +42,7 @@ func NewEndpointsTracker(nodeName string, families []plan.Family) *EndpointsTrac
 		nodeName: nodeName,
 		families: map[discovery.AddressType]bool{},
 		slices:   map[types.NamespacedName]map[string]*sliceInfo{},
-		pending:  map[types.NamespacedName]EndpointsMap{},
+		pending:  map[types.NamespacedName]plan.EndpointsMap{},
 		triggers: map[types.NamespacedName][]time.Time{},
 	}
 	for _, f := range families {
@@ -108,7 +103,7 @@ type Applied struct {
 }
 
 // Apply folds pending changes into m.
-func (t *EndpointsTracker) Apply(m EndpointsMap) Applied {
+func (t *EndpointsTracker) Apply(m plan.EndpointsMap) Applied {
 	res := Applied{Changed: map[plan.ServicePortName]struct{}{}}
 	for key, prev := range t.pending {
 		cur := t.merged(key)
@@ -126,7 +121,7 @@ func (t *EndpointsTracker) Apply(m EndpointsMap) Applied {
 		}
 		res.TriggerTimes = append(res.TriggerTimes, t.triggers[key]...)
 	}
-	t.pending = map[types.NamespacedName]EndpointsMap{}
+	t.pending = map[types.NamespacedName]plan.EndpointsMap{}
 	t.triggers = map[types.NamespacedName][]time.Time{}
 	return res
 }
@@ -176,7 +171,7 @@ func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
 // merged returns the service's endpoints from all its slices. An endpoint in
 // two slices (during a move between slices) is kept once, preferring the
 // ready, then the serving copy.
-func (t *EndpointsTracker) merged(key types.NamespacedName) EndpointsMap {
+func (t *EndpointsTracker) merged(key types.NamespacedName) plan.EndpointsMap {
 	byName := t.slices[key]
 	if len(byName) == 0 {
 		return nil
@@ -200,7 +195,7 @@ func (t *EndpointsTracker) merged(key types.NamespacedName) EndpointsMap {
 			}
 		}
 	}
-	out := EndpointsMap{}
+	out := plan.EndpointsMap{}
 	for k, set := range seen {
 		eps := make([]plan.Endpoint, 0, len(set))
 		for _, e := range set {
@@ -228,7 +223,7 @@ func SortEndpoints(eps []plan.Endpoint) {
 	slices.SortFunc(eps, func(a, b plan.Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
 }
 
-func endpointsMapsEqual(a, b EndpointsMap) bool {
+func endpointsMapsEqual(a, b plan.EndpointsMap) bool {
 	if len(a) != len(b) {
 		return false
 	}

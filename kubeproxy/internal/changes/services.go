@@ -19,46 +19,10 @@ import (
 // (three hours), used when a ClientIP service leaves it unset.
 const defaultAffinityTimeout = 10800 * time.Second
 
-// ServicePort is everything the planner needs about one port of a Service,
-// for every family the Service has.
-type ServicePort struct {
-	Name plan.ServicePortName
-	// ClusterIPs are the service's cluster IPs (one per family).
-	ClusterIPs               []netip.Addr
-	Port                     uint16
-	NodePort                 uint16
-	ExternalIPs              []netip.Addr
-	LoadBalancerIPs          []netip.Addr
-	LoadBalancerSourceRanges []netip.Prefix
-	AffinityTimeout          time.Duration
-	InternalPolicyLocal      bool
-	ExternalPolicyLocal      bool
-	HealthCheckNodePort      uint16
-}
-
-// Equal reports whether two service ports are the same.
-func (s *ServicePort) Equal(o *ServicePort) bool {
-	if s == o {
-		return true
-	}
-	if s == nil || o == nil {
-		return false
-	}
-	return s.Name == o.Name && s.Port == o.Port && s.NodePort == o.NodePort &&
-		s.AffinityTimeout == o.AffinityTimeout && s.InternalPolicyLocal == o.InternalPolicyLocal &&
-		s.ExternalPolicyLocal == o.ExternalPolicyLocal && s.HealthCheckNodePort == o.HealthCheckNodePort &&
-		slices.Equal(s.ClusterIPs, o.ClusterIPs) && slices.Equal(s.ExternalIPs, o.ExternalIPs) &&
-		slices.Equal(s.LoadBalancerIPs, o.LoadBalancerIPs) &&
-		slices.Equal(s.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges)
-}
-
-// ServiceMap holds every proxied service port.
-type ServiceMap map[plan.ServicePortName]*ServicePort
-
 // ServicePorts converts a Service into its proxied ports. Headless and
 // ExternalName services have none. Unparsable addresses are left out (the
 // API server validates them; a bad one must not stop the other services).
-func ServicePorts(svc *v1.Service) ServiceMap {
+func ServicePorts(svc *v1.Service) plan.ServiceMap {
 	if svc == nil || svc.Spec.Type == v1.ServiceTypeExternalName {
 		return nil
 	}
@@ -106,7 +70,7 @@ func ServicePorts(svc *v1.Service) ServiceMap {
 	if etpLocal && svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.HealthCheckNodePort > 0 && svc.Spec.HealthCheckNodePort < 65536 {
 		hcPort = uint16(svc.Spec.HealthCheckNodePort)
 	}
-	out := make(ServiceMap, len(svc.Spec.Ports))
+	out := make(plan.ServiceMap, len(svc.Spec.Ports))
 	for _, p := range svc.Spec.Ports {
 		if p.Port <= 0 || p.Port > 65535 {
 			continue
@@ -116,7 +80,7 @@ func ServicePorts(svc *v1.Service) ServiceMap {
 			proto = plan.TCP
 		}
 		name := plan.ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name, Protocol: proto}
-		sp := &ServicePort{
+		sp := &plan.ServicePort{
 			Name:                     name,
 			ClusterIPs:               clusterIPs,
 			Port:                     uint16(p.Port),
@@ -156,7 +120,7 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
-func mapsEqual(a, b ServiceMap) bool {
+func mapsEqual(a, b plan.ServiceMap) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -169,7 +133,7 @@ func mapsEqual(a, b ServiceMap) bool {
 }
 
 type serviceChange struct {
-	previous, current ServiceMap
+	previous, current plan.ServiceMap
 }
 
 // ServiceTracker accumulates Service changes between Applies. Changes that
@@ -212,7 +176,7 @@ func (t *ServiceTracker) Pending() int { return len(t.items) }
 
 // Apply folds the pending changes into m and returns the names of the ports
 // that changed (added, updated or removed).
-func (t *ServiceTracker) Apply(m ServiceMap) map[plan.ServicePortName]struct{} {
+func (t *ServiceTracker) Apply(m plan.ServiceMap) map[plan.ServicePortName]struct{} {
 	changed := map[plan.ServicePortName]struct{}{}
 	for _, ch := range t.items {
 		for name, prev := range ch.previous {

@@ -81,11 +81,13 @@ type Target uint8
 const (
 	// TargetEndpoints: load-balance across the category's endpoints.
 	TargetEndpoints Target = iota
-	// TargetReject: the service has no usable endpoints at all; answer with
+	// TargetReject: the service has no usable endpoints (HasEndpoints is
+	// false); answer with
 	// ICMP port unreachable (TCP RST is fine too), never blackhole.
 	TargetReject
-	// TargetDrop: this category has no endpoints but the other has (e.g.
-	// externalTrafficPolicy=Local with no local endpoints); drop, like upstream.
+	// TargetDrop: this category has no endpoints but the service has some
+	// (e.g. externalTrafficPolicy=Local and no local endpoint); drop, like
+	// upstream.
 	TargetDrop
 )
 
@@ -141,6 +143,10 @@ type Service struct {
 	// HealthCheckNodePort is the node port (0 = none) on which the node
 	// answers how many local endpoints the service has (ETP=Local only).
 	HealthCheckNodePort uint16
+	// HasEndpoints is true when some endpoint is usable by a category the
+	// service uses. When false, all its traffic is rejected; when true, an
+	// empty category's traffic is dropped (see ClusterTarget, ExternalTarget).
+	HasEndpoints bool
 }
 
 // HasExternal reports whether the service accepts external traffic
@@ -151,19 +157,19 @@ func (s *Service) HasExternal() bool {
 
 // ClusterTarget says what to do with traffic to the cluster IP.
 func (s *Service) ClusterTarget() Target {
-	return target(len(s.ClusterEndpoints), len(s.ExternalEndpoints))
+	return s.target(len(s.ClusterEndpoints))
 }
 
 // ExternalTarget says what to do with external traffic.
 func (s *Service) ExternalTarget() Target {
-	return target(len(s.ExternalEndpoints), len(s.ClusterEndpoints))
+	return s.target(len(s.ExternalEndpoints))
 }
 
-func target(mine, other int) Target {
+func (s *Service) target(n int) Target {
 	switch {
-	case mine > 0:
+	case n > 0:
 		return TargetEndpoints
-	case other > 0:
+	case s.HasEndpoints:
 		return TargetDrop
 	default:
 		return TargetReject
@@ -182,7 +188,7 @@ func (s *Service) Equal(o *Service) bool {
 		s.NodePort == o.NodePort && s.AffinityTimeout == o.AffinityTimeout &&
 		s.InternalPolicyLocal == o.InternalPolicyLocal &&
 		s.ExternalPolicyLocal == o.ExternalPolicyLocal &&
-		s.HealthCheckNodePort == o.HealthCheckNodePort &&
+		s.HealthCheckNodePort == o.HealthCheckNodePort && s.HasEndpoints == o.HasEndpoints &&
 		slices.Equal(s.ExternalIPs, o.ExternalIPs) &&
 		slices.Equal(s.LoadBalancerIPs, o.LoadBalancerIPs) &&
 		slices.Equal(s.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges) &&
