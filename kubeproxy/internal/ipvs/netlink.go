@@ -224,8 +224,14 @@ func toLibDest(a netip.AddrPort, weight int) *libipvs.Destination {
 }
 
 func (k *Netlink) AddRealServer(key VSKey, rs *RealServer) error {
-	return classify(k.ipvs.NewDestination(toLibService(key), toLibDest(rs.Key(), rs.Weight)),
-		fmt.Sprintf("add real server %s to %s", rs, key))
+	err := k.ipvs.NewDestination(toLibService(key), toLibDest(rs.Key(), rs.Weight))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		// The kernel answers EINVAL, not ESRCH, when the service is missing.
+		if _, gerr := k.VirtualServer(key); errors.Is(gerr, ErrNotFound) {
+			return fmt.Errorf("add real server %s to %s: %w", rs, key, gerr)
+		}
+	}
+	return classify(err, fmt.Sprintf("add real server %s to %s", rs, key))
 }
 
 func (k *Netlink) UpdateRealServer(key VSKey, rs *RealServer) error {
