@@ -1,0 +1,90 @@
+package v1alpha1
+
+import (
+	"sort"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestValidate(t *testing.T) {
+	i32 := func(v int32) *int32 { return &v }
+	i64 := func(v int64) *int64 { return &v }
+	no := false
+	d := func(v time.Duration) metav1.Duration { return metav1.Duration{Duration: v} }
+	dp := func(v time.Duration) *metav1.Duration { return &metav1.Duration{Duration: v} }
+	tests := []struct {
+		name   string
+		modify func(c *KubeletConfiguration)
+		want   []string // field paths with errors, sorted
+	}{
+		{"defaults are valid", func(*KubeletConfiguration) {}, nil},
+		{"wrong kind", func(c *KubeletConfiguration) { c.Kind = "KubeProxyConfiguration" }, []string{"kind"}},
+		{"runtime endpoint not a unix URL", func(c *KubeletConfiguration) { c.ContainerRuntimeEndpoint = "tcp://1.2.3.4:5" }, []string{"containerRuntimeEndpoint"}},
+		{"relative static pod path", func(c *KubeletConfiguration) { c.StaticPodPath = "manifests" }, []string{"staticPodPath"}},
+		{"zero sync frequency", func(c *KubeletConfiguration) { c.SyncFrequency = d(-time.Second) }, []string{"syncFrequency"}},
+		{"bad address and port", func(c *KubeletConfiguration) { c.Address = "localhost"; c.Port = 70000 }, []string{"address", "port"}},
+		{"healthz port 0 disables", func(c *KubeletConfiguration) { c.HealthzPort = i32(0) }, nil},
+		{"healthz port negative", func(c *KubeletConfiguration) { c.HealthzPort = i32(-1) }, []string{"healthzPort"}},
+		{"cert without key", func(c *KubeletConfiguration) { c.TLSCertFile = "/a.crt" }, []string{"tlsPrivateKeyFile"}},
+		{"negative cache TTL", func(c *KubeletConfiguration) { c.Authentication.Webhook.CacheTTL = d(-time.Second) }, []string{"authentication.webhook.cacheTTL"}},
+		{"unknown authorization mode", func(c *KubeletConfiguration) { c.Authorization.Mode = "RBAC" }, []string{"authorization.mode"}},
+		{"no authentication at all", func(c *KubeletConfiguration) { c.Authentication.Webhook.Enabled = &no }, []string{"authentication"}},
+		{"cluster DNS not an IP", func(c *KubeletConfiguration) { c.ClusterDNS = []string{"10.96.0.10", "dns.local"} }, []string{"clusterDNS[1]"}},
+		{"cluster domain invalid", func(c *KubeletConfiguration) { c.ClusterDomain = "Cluster_Local" }, []string{"clusterDomain"}},
+		{"maxPods zero", func(c *KubeletConfiguration) { c.MaxPods = -1 }, []string{"maxPods"}},
+		{"pids limit zero", func(c *KubeletConfiguration) { c.PodPidsLimit = i64(0) }, []string{"podPidsLimit"}},
+		{"cgroup driver", func(c *KubeletConfiguration) { c.CgroupDriver = "systemD" }, []string{"cgroupDriver"}},
+		{"cgroup root relative", func(c *KubeletConfiguration) { c.CgroupRoot = "kubepods" }, []string{"cgroupRoot"}},
+		{"reserved unknown resource and bad quantity", func(c *KubeletConfiguration) {
+			c.SystemReserved = map[string]string{"gpu": "1", "memory": "lots"}
+		}, []string{"systemReserved[gpu]", "systemReserved[memory]"}},
+		{"eviction thresholds", func(c *KubeletConfiguration) {
+			c.EvictionHard = map[string]string{"memory.available": "150%", "nodefs.available": "5%", "disk.free": "1Gi", "imagefs.available": "x"}
+		}, []string{"evictionHard[disk.free]", "evictionHard[imagefs.available]", "evictionHard[memory.available]"}},
+		{"lease duration", func(c *KubeletConfiguration) { c.NodeLeaseDurationSeconds = -5 }, []string{"nodeLeaseDurationSeconds"}},
+		{"taints", func(c *KubeletConfiguration) {
+			c.RegisterWithTaints = []Taint{{Key: "ok", Effect: "NoSchedule"}, {Key: "bad key", Effect: "Never"}}
+		}, []string{"registerWithTaints[1].effect", "registerWithTaints[1].key"}},
+		{"labels", func(c *KubeletConfiguration) { c.NodeLabels = map[string]string{"a/b/c": "x", "ok": "bad value!"} }, []string{"nodeLabels[a/b/c]", "nodeLabels[ok]"}},
+		{"image GC thresholds out of order", func(c *KubeletConfiguration) {
+			c.ImageGCHighThresholdPercent = i32(50)
+			c.ImageGCLowThresholdPercent = i32(60)
+		}, []string{"imageGCLowThresholdPercent"}},
+		{"image GC threshold over 100", func(c *KubeletConfiguration) { c.ImageGCHighThresholdPercent = i32(101) }, []string{"imageGCHighThresholdPercent"}},
+		{"log size", func(c *KubeletConfiguration) { c.ContainerLogMaxSize = "ten megs" }, []string{"containerLogMaxSize"}},
+		{"log files", func(c *KubeletConfiguration) { c.ContainerLogMaxFiles = i32(1) }, []string{"containerLogMaxFiles"}},
+		{"backoff initial above max", func(c *KubeletConfiguration) {
+			c.CrashLoopBackOff.InitialContainerRestartPeriod = dp(time.Minute)
+			c.CrashLoopBackOff.MaxContainerRestartPeriod = dp(30 * time.Second)
+		}, []string{"crashLoopBackOff.initialContainerRestartPeriod"}},
+		{"backoff max too large", func(c *KubeletConfiguration) { c.CrashLoopBackOff.MaxContainerRestartPeriod = dp(time.Hour) }, []string{"crashLoopBackOff.maxContainerRestartPeriod"}},
+		{"logging", func(c *KubeletConfiguration) { c.Logging.Format = "xml"; c.Logging.Verbosity = 11 }, []string{"logging.format", "logging.verbosity"}},
+		{"every problem is reported", func(c *KubeletConfiguration) {
+			c.Port = 0
+			c.CgroupDriver = "x"
+			c.MaxPods = -1
+		}, []string{"cgroupDriver", "maxPods", "port"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &KubeletConfiguration{}
+			SetDefaults(c)
+			tc.modify(c)
+			var got []string
+			for _, e := range Validate(c) {
+				got = append(got, e.Field)
+			}
+			sort.Strings(got)
+			if len(got) != len(tc.want) {
+				t.Fatalf("errors on %v, want %v: %v", got, tc.want, Validate(c).ToAggregate())
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("errors on %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
