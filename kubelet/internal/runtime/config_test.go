@@ -64,10 +64,12 @@ func TestDNSConfig(t *testing.T) {
 			want: &runtimeapi.DNSConfig{Servers: []string{"1.1.1.1"}, Searches: []string{"a.example"}, Options: []string{"ndots:2"}},
 		},
 		{
-			name:   "dnsConfig options override ClusterFirst's",
-			mutate: func(p *v1.Pod) { p.Spec.DNSConfig = &v1.PodDNSConfig{Options: []v1.PodDNSConfigOption{{Name: "ndots", Value: &two}}} },
-			s:      s,
-			want:   &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"team.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example"}, Options: []string{"ndots:2"}},
+			name: "dnsConfig options override ClusterFirst's",
+			mutate: func(p *v1.Pod) {
+				p.Spec.DNSConfig = &v1.PodDNSConfig{Options: []v1.PodDNSConfigOption{{Name: "ndots", Value: &two}}}
+			},
+			s:    s,
+			want: &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"team.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example"}, Options: []string{"ndots:2"}},
 		},
 		{
 			name: "no cluster DNS configured: node resolver",
