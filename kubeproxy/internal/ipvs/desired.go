@@ -1,0 +1,122 @@
+package ipvs
+
+import (
+	"net/netip"
+
+	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
+	"golang.org/x/sys/unix"
+)
+
+// desiredVS is one virtual server and the real servers it should carry.
+type desiredVS struct {
+	vs  VirtualServer
+	rss []netip.AddrPort
+}
+
+// serviceState is what one plan.Service programs: virtual servers, the
+// addresses it needs on the device, and its share of the support rules.
+type serviceState struct {
+	svc   *plan.Service
+	vss   []desiredVS
+	addrs []netip.Addr
+	elems []Element
+}
+
+func protoNum(p plan.Protocol) uint16 {
+	switch p {
+	case plan.UDP:
+		return unix.IPPROTO_UDP
+	case plan.SCTP:
+		return unix.IPPROTO_SCTP
+	}
+	return unix.IPPROTO_TCP
+}
+
+// desiredService maps one planned service onto IPVS: a virtual server on the
+// cluster IP, one per external and load-balancer IP, and one per node
+// address for the node port. Pure: nodeIPs are resolved by the caller.
+func desiredService(s *plan.Service, scheduler string, nodeIPs []netip.Addr) *serviceState {
+	proto := protoNum(s.Name.Protocol)
+	st := &serviceState{svc: s}
+	mk := func(addr netip.Addr, port uint16) VirtualServer {
+		vs := VirtualServer{VSKey: VSKey{Address: addr, Protocol: proto, Port: port}, Scheduler: scheduler}
+		if s.AffinityTimeout > 0 {
+			vs.Persistent = true
+			vs.Timeout = uint32(s.AffinityTimeout.Seconds())
+			if vs.Timeout == 0 {
+				vs.Timeout = 1
+			}
+		}
+		return vs
+	}
+	eps := func(list []plan.Endpoint) []netip.AddrPort {
+		out := make([]netip.AddrPort, len(list))
+		for i, e := range list {
+			out[i] = e.AddrPort()
+		}
+		return out
+	}
+	clusterEPs := eps(s.ClusterEndpoints)
+	externalEPs := eps(s.ExternalEndpoints)
+	l4 := uint8(proto)
+
+	// Cluster IP.
+	st.vss = append(st.vss, desiredVS{vs: mk(s.ClusterIP, s.Port), rss: clusterEPs})
+	st.addrs = append(st.addrs, s.ClusterIP)
+	st.elems = append(st.elems,
+		Element{Set: SetServiceVIPs, Addr: s.ClusterIP, Proto: l4, Port: s.Port},
+		Element{Set: SetClusterVIPs, Addr: s.ClusterIP, Proto: l4, Port: s.Port})
+	st.elems = appendNoEndpoints(st.elems, s.ClusterTarget(), s.ClusterIP, l4, s.Port)
+
+	// External traffic: external IPs, load-balancer IPs, node ports.
+	external := func(addr netip.Addr, port uint16) {
+		st.vss = append(st.vss, desiredVS{vs: mk(addr, port), rss: externalEPs})
+		st.elems = append(st.elems, Element{Set: SetServiceVIPs, Addr: addr, Proto: l4, Port: port})
+		if !s.ExternalPolicyLocal {
+			// externalTrafficPolicy=Local keeps the client's source;
+			// Cluster masquerades so replies come back through this node.
+			st.elems = append(st.elems, Element{Set: SetExternalMasq, Addr: addr, Proto: l4, Port: port})
+		}
+		st.elems = appendNoEndpoints(st.elems, s.ExternalTarget(), addr, l4, port)
+	}
+	for _, ip := range s.ExternalIPs {
+		external(ip, s.Port)
+		st.addrs = append(st.addrs, ip)
+	}
+	for _, ip := range s.LoadBalancerIPs {
+		external(ip, s.Port)
+		st.addrs = append(st.addrs, ip)
+	}
+	if s.NodePort != 0 {
+		for _, ip := range nodeIPs {
+			external(ip, s.NodePort)
+		}
+		st.elems = append(st.elems, Element{Set: SetNodePorts, Proto: l4, Port: s.NodePort})
+	}
+	if s.HealthCheckNodePort != 0 {
+		st.elems = append(st.elems, Element{Set: SetNodePorts, Proto: unix.IPPROTO_TCP, Port: s.HealthCheckNodePort})
+	}
+
+	// Hairpin: an endpoint reaching its own service must be masqueraded or
+	// it would answer itself directly, from the wrong address.
+	seen := map[netip.AddrPort]bool{}
+	for _, list := range [][]netip.AddrPort{clusterEPs, externalEPs} {
+		for _, ep := range list {
+			if !seen[ep] {
+				seen[ep] = true
+				st.elems = append(st.elems, Element{Set: SetHairpin, Addr: ep.Addr(), Proto: l4, Port: ep.Port(), Addr2: ep.Addr()})
+			}
+		}
+	}
+	return st
+}
+
+func appendNoEndpoints(elems []Element, t plan.Target, addr netip.Addr, proto uint8, port uint16) []Element {
+	switch t {
+	case plan.TargetReject:
+		return append(elems, Element{Set: SetReject, Addr: addr, Proto: proto, Port: port})
+	case plan.TargetDrop:
+		return append(elems, Element{Set: SetDrop, Addr: addr, Proto: proto, Port: port})
+	}
+	return elems
+}

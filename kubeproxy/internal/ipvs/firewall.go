@@ -1,0 +1,190 @@
+package ipvs
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// SetName names one of the support rules' sets. The rules themselves are
+// fixed; syncing services only changes set elements.
+type SetName string
+
+const (
+	// SetServiceVIPs: every (address, protocol, port) IPVS serves. Traffic
+	// from the node itself to them is masqueraded, and everything with
+	// MasqueradeAll.
+	SetServiceVIPs SetName = "service-vips"
+	// SetClusterVIPs: cluster IP ports, masqueraded when the source is
+	// outside the cluster CIDRs.
+	SetClusterVIPs SetName = "cluster-vips"
+	// SetExternalMasq: external/LB IP and node-port destinations of
+	// externalTrafficPolicy=Cluster services, always masqueraded.
+	SetExternalMasq SetName = "external-masq"
+	// SetHairpin: (endpoint, protocol, port, endpoint) -- an endpoint that
+	// reached itself through a service is masqueraded.
+	SetHairpin SetName = "hairpin"
+	// SetReject / SetDrop: destinations with no endpoints (new connections
+	// are rejected / dropped, like upstream).
+	SetReject SetName = "no-endpoints-reject"
+	SetDrop   SetName = "no-endpoints-drop"
+	// SetNodePorts: (protocol, port) accepted on input.
+	SetNodePorts SetName = "node-ports"
+)
+
+var allSets = []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetHairpin, SetReject, SetDrop, SetNodePorts}
+
+// Element is one set element; fields a set does not use are zero.
+type Element struct {
+	Set   SetName
+	Addr  netip.Addr
+	Proto uint8
+	Port  uint16
+	Addr2 netip.Addr
+}
+
+func (e Element) String() string {
+	s := fmt.Sprintf("%s{%s . %s . %d", e.Set, e.Addr, protoName(uint16(e.Proto)), e.Port)
+	if e.Addr2.IsValid() {
+		s += " . " + e.Addr2.String()
+	}
+	return s + "}"
+}
+
+// Ruleset is the whole support table.
+type Ruleset struct {
+	IPv6          bool
+	ClusterCIDRs  []netip.Prefix
+	MasqueradeAll bool
+	Elements      []Element
+}
+
+// Firewall programs the IPVS mode's own nftables table (never another
+// component's). Replace rebuilds it atomically; Update changes set elements
+// in one transaction.
+type Firewall interface {
+	Replace(r *Ruleset) error
+	Update(add, del []Element) error
+	Cleanup() error
+}
+
+// FakeFirewall keeps the ruleset in memory and can walk a packet through it.
+type FakeFirewall struct {
+	mu      sync.Mutex
+	exists  bool
+	rs      Ruleset
+	elems   map[Element]bool
+	Replaces, Updates int
+}
+
+var _ Firewall = (*FakeFirewall)(nil)
+
+func NewFakeFirewall() *FakeFirewall { return &FakeFirewall{elems: map[Element]bool{}} }
+
+func (f *FakeFirewall) Replace(r *Ruleset) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Replaces++
+	f.exists = true
+	f.rs = Ruleset{IPv6: r.IPv6, ClusterCIDRs: slices.Clone(r.ClusterCIDRs), MasqueradeAll: r.MasqueradeAll}
+	f.elems = map[Element]bool{}
+	for _, e := range r.Elements {
+		f.elems[e] = true
+	}
+	return nil
+}
+
+func (f *FakeFirewall) Update(add, del []Element) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.exists {
+		return fmt.Errorf("update table: %w", ErrNotFound)
+	}
+	f.Updates++
+	// Like the kernel, a failing element fails the whole transaction.
+	for _, e := range del {
+		if !f.elems[e] {
+			return fmt.Errorf("delete element %s: %w", e, ErrNotFound)
+		}
+	}
+	for _, e := range add {
+		if f.elems[e] && !slices.Contains(del, e) {
+			return fmt.Errorf("add element %s: %w", e, ErrExist)
+		}
+	}
+	for _, e := range del {
+		delete(f.elems, e)
+	}
+	for _, e := range add {
+		f.elems[e] = true
+	}
+	return nil
+}
+
+func (f *FakeFirewall) Cleanup() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exists = false
+	f.elems = map[Element]bool{}
+	return nil
+}
+
+// Exists reports whether the table exists.
+func (f *FakeFirewall) Exists() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.exists
+}
+
+// Has reports whether an element is programmed.
+func (f *FakeFirewall) Has(e Element) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.elems[e]
+}
+
+// Len returns the number of programmed elements.
+func (f *FakeFirewall) Len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.elems)
+}
+
+// Verdict is what the support rules do with a new connection.
+type Verdict struct {
+	Reject, Drop, Masquerade bool
+}
+
+// Packet walks the first packet of a new TCP connection through the
+// support rules, as nftables would: local says it comes from the node
+// itself; endpoint is where IPVS sent it (invalid when IPVS did not).
+func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endpoint netip.AddrPort) Verdict {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var v Verdict
+	if !f.exists {
+		return v
+	}
+	proto := uint8(unix.IPPROTO_TCP)
+	key := func(set SetName) Element { return Element{Set: set, Addr: dst, Proto: proto, Port: port} }
+	if !local {
+		v.Reject = f.elems[key(SetReject)]
+		v.Drop = f.elems[key(SetDrop)]
+	}
+	mark := false
+	switch {
+	case f.rs.MasqueradeAll || local:
+		mark = f.elems[key(SetServiceVIPs)]
+	case len(f.rs.ClusterCIDRs) > 0 && f.elems[key(SetClusterVIPs)]:
+		mark = !slices.ContainsFunc(f.rs.ClusterCIDRs, func(p netip.Prefix) bool { return p.Contains(src) })
+	}
+	if f.elems[key(SetExternalMasq)] {
+		mark = true
+	}
+	hair := endpoint.IsValid() && f.elems[Element{Set: SetHairpin, Addr: endpoint.Addr(), Proto: proto, Port: endpoint.Port(), Addr2: src}]
+	v.Masquerade = mark || hair
+	return v
+}
