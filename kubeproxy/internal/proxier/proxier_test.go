@@ -1,0 +1,323 @@
+package proxier
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
+)
+
+type syncCall struct {
+	plan    *plan.Plan
+	changed map[plan.ServicePortName]struct{}
+	full    bool
+	at      time.Time
+}
+
+// fakeDataplane records syncs; it fails the next `fail` syncs.
+type fakeDataplane struct {
+	mu    sync.Mutex
+	fail  int
+	calls chan syncCall
+}
+
+var _ Dataplane = (*fakeDataplane)(nil)
+
+func newFakeDataplane() *fakeDataplane { return &fakeDataplane{calls: make(chan syncCall, 100)} }
+
+func (f *fakeDataplane) Sync(_ context.Context, p *plan.Plan, changed map[plan.ServicePortName]struct{}, full bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls <- syncCall{plan: p, changed: changed, full: full, at: time.Now()}
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("injected failure")
+	}
+	return nil
+}
+
+func (f *fakeDataplane) Cleanup(context.Context) error { return nil }
+
+func (f *fakeDataplane) next(t *testing.T, within time.Duration) syncCall {
+	t.Helper()
+	select {
+	case c := <-f.calls:
+		return c
+	case <-time.After(within):
+		t.Fatalf("no sync within %s", within)
+		return syncCall{}
+	}
+}
+
+func (f *fakeDataplane) none(t *testing.T, during time.Duration) {
+	t.Helper()
+	select {
+	case c := <-f.calls:
+		t.Fatalf("unexpected sync (full=%v changed=%v)", c.full, c.changed)
+	case <-time.After(during):
+	}
+}
+
+type fakeHealth struct {
+	mu              sync.Mutex
+	queued, updated int
+}
+
+func (h *fakeHealth) QueuedUpdate() { h.mu.Lock(); h.queued++; h.mu.Unlock() }
+func (h *fakeHealth) Updated()      { h.mu.Lock(); h.updated++; h.mu.Unlock() }
+
+type fakeServiceHealth struct {
+	mu    sync.Mutex
+	ports map[types.NamespacedName]uint16
+	local map[types.NamespacedName]int
+}
+
+func (h *fakeServiceHealth) SyncServices(ports map[types.NamespacedName]uint16, local map[types.NamespacedName]int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ports, h.local = ports, local
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func service(name, ip string, proto v1.Protocol) *v1.Service {
+	return &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec: v1.ServiceSpec{Type: v1.ServiceTypeClusterIP, ClusterIP: ip, ClusterIPs: []string{ip},
+			Ports: []v1.ServicePort{{Name: "p", Port: 80, Protocol: proto}}},
+	}
+}
+
+func endpointSlice(svcName string, proto v1.Protocol, nodeName string, ips ...string) *discovery.EndpointSlice {
+	s := &discovery.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: svcName + "-abc", Labels: map[string]string{discovery.LabelServiceName: svcName}},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports:       []discovery.EndpointPort{{Name: ptr("p"), Port: ptr(int32(8080)), Protocol: ptr(proto)}},
+	}
+	for _, ip := range ips {
+		s.Endpoints = append(s.Endpoints, discovery.Endpoint{Addresses: []string{ip}, NodeName: ptr(nodeName)})
+	}
+	return s
+}
+
+func spn(name string, proto plan.Protocol) plan.ServicePortName {
+	return plan.ServicePortName{Namespace: "ns", Name: name, Port: "p", Protocol: proto}
+}
+
+type harness struct {
+	p      *Proxier
+	dp     *fakeDataplane
+	health *fakeHealth
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func start(t *testing.T, cfg Config, deps Deps) *harness {
+	t.Helper()
+	if cfg.NodeName == "" {
+		cfg.NodeName = "me"
+	}
+	h := &harness{dp: newFakeDataplane(), health: &fakeHealth{}, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	deps.Dataplanes = map[plan.Family]Dataplane{plan.IPv4: h.dp}
+	deps.Registerer = h.reg
+	deps.Health = h.health
+	p, err := New(zap.NewNop(), cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.p = p
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { defer close(h.done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-h.done })
+	return h
+}
+
+func TestNewValidates(t *testing.T) {
+	dp := map[plan.Family]Dataplane{plan.IPv4: newFakeDataplane()}
+	tests := []struct {
+		name string
+		cfg  Config
+		deps Deps
+	}{
+		{name: "no node name", cfg: Config{SyncPeriod: time.Second}, deps: Deps{Dataplanes: dp}},
+		{name: "no sync period", cfg: Config{NodeName: "n"}, deps: Deps{Dataplanes: dp}},
+		{name: "min above sync period", cfg: Config{NodeName: "n", SyncPeriod: time.Second, MinSyncPeriod: time.Minute}, deps: Deps{Dataplanes: dp}},
+		{name: "no dataplane", cfg: Config{NodeName: "n", SyncPeriod: time.Second}},
+		{name: "unknown family", cfg: Config{NodeName: "n", SyncPeriod: time.Second}, deps: Deps{Dataplanes: map[plan.Family]Dataplane{"IPv5": newFakeDataplane()}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(zap.NewNop(), tc.cfg, tc.deps); err == nil {
+				t.Error("New accepted invalid input")
+			}
+		})
+	}
+}
+
+func TestRunnerWaitsForSyncThenPartialSyncs(t *testing.T) {
+	svcHealth := &fakeServiceHealth{}
+	h := start(t, Config{SyncPeriod: time.Hour}, Deps{ServiceHealth: svcHealth})
+	a, b := service("a", "10.96.0.1", v1.ProtocolTCP), service("b", "10.96.0.2", v1.ProtocolUDP)
+	h.p.OnServiceUpdate(nil, a)
+	h.p.OnServiceUpdate(nil, b)
+	h.p.OnServicesSynced()
+	h.dp.none(t, 100*time.Millisecond) // slices not synced yet
+	h.p.OnEndpointSliceUpdate(endpointSlice("a", v1.ProtocolTCP, "me", "10.0.0.1"), false)
+	h.p.OnEndpointSlicesSynced()
+
+	first := h.dp.next(t, time.Second)
+	if !first.full || len(first.plan.Services) != 2 {
+		t.Fatalf("first sync full=%v services=%d, want full with 2", first.full, len(first.plan.Services))
+	}
+	if eps := first.plan.Services[spn("a", plan.TCP)].ClusterEndpoints; len(eps) != 1 || eps[0].IP != netip.MustParseAddr("10.0.0.1") || !eps[0].Local {
+		t.Errorf("a's endpoints = %v", eps)
+	}
+	if got := first.plan.Services[spn("b", plan.UDP)].ClusterTarget(); got != plan.TargetReject {
+		t.Errorf("b without endpoints: target %s, want reject", got)
+	}
+
+	h.p.OnEndpointSliceUpdate(endpointSlice("b", v1.ProtocolUDP, "other", "10.0.0.2"), false)
+	second := h.dp.next(t, time.Second)
+	if second.full || len(second.changed) != 1 {
+		t.Fatalf("second sync full=%v changed=%v, want partial naming b", second.full, second.changed)
+	}
+	if _, ok := second.changed[spn("b", plan.UDP)]; !ok {
+		t.Errorf("changed = %v, want b", second.changed)
+	}
+	if second.plan.Services[spn("a", plan.TCP)] != first.plan.Services[spn("a", plan.TCP)] {
+		t.Error("unchanged service a was rebuilt")
+	}
+
+	// Updates that change nothing the proxy uses cause no sync.
+	relabeled := a.DeepCopy()
+	relabeled.Labels = map[string]string{"x": "y"}
+	h.p.OnServiceUpdate(a, relabeled)
+	h.dp.none(t, 100*time.Millisecond)
+
+	h.p.OnServiceUpdate(b, nil)
+	third := h.dp.next(t, time.Second)
+	if _, ok := third.plan.Services[spn("b", plan.UDP)]; ok || len(third.changed) != 1 {
+		t.Errorf("after deleting b: services %v changed %v", third.plan.Names(), third.changed)
+	}
+	if v := testutil.ToFloat64(h.p.metrics.servicesTotal); v != 4 {
+		t.Errorf("service changes total = %v, want 4", v)
+	}
+	if v := testutil.ToFloat64(h.p.metrics.lastSync); v == 0 {
+		t.Error("last sync timestamp not set")
+	}
+	h.health.mu.Lock()
+	if h.health.updated != 3 {
+		t.Errorf("health updated %d times, want 3", h.health.updated)
+	}
+	h.health.mu.Unlock()
+}
+
+func TestRunnerMinSyncPeriodCoalesces(t *testing.T) {
+	h := start(t, Config{SyncPeriod: time.Hour, MinSyncPeriod: 300 * time.Millisecond}, Deps{})
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	first := h.dp.next(t, time.Second)
+	for i, n := range []string{"a", "b", "c"} {
+		h.p.OnServiceUpdate(nil, service(n, "10.96.0."+string(rune('1'+i)), v1.ProtocolTCP))
+	}
+	second := h.dp.next(t, 2*time.Second)
+	if gap := second.at.Sub(first.at); gap < 300*time.Millisecond {
+		t.Errorf("syncs %s apart, want >= minSyncPeriod 300ms", gap)
+	}
+	if len(second.changed) != 3 {
+		t.Errorf("changed = %v, want all three coalesced into one sync", second.changed)
+	}
+	h.dp.none(t, 400*time.Millisecond)
+}
+
+func TestRunnerPeriodicFullResync(t *testing.T) {
+	h := start(t, Config{SyncPeriod: 200 * time.Millisecond}, Deps{})
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	if c := h.dp.next(t, time.Second); !c.full {
+		t.Fatal("first sync not full")
+	}
+	if c := h.dp.next(t, time.Second); !c.full {
+		t.Fatal("periodic sync not full")
+	}
+}
+
+func TestRunnerRetriesFailuresWithFullSync(t *testing.T) {
+	h := start(t, Config{SyncPeriod: time.Hour, RetryInitial: 50 * time.Millisecond}, Deps{})
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	h.dp.next(t, time.Second)
+	h.dp.mu.Lock()
+	h.dp.fail = 2
+	h.dp.mu.Unlock()
+	h.p.OnServiceUpdate(nil, service("a", "10.96.0.1", v1.ProtocolTCP))
+	failed := h.dp.next(t, time.Second)
+	if failed.full {
+		t.Error("a change after a good sync should be partial")
+	}
+	retry1 := h.dp.next(t, time.Second)
+	retry2 := h.dp.next(t, time.Second)
+	if !retry1.full || !retry2.full {
+		t.Error("retries after failure must be full")
+	}
+	if d1, d2 := retry1.at.Sub(failed.at), retry2.at.Sub(retry1.at); d1 < 50*time.Millisecond || d2 < 100*time.Millisecond {
+		t.Errorf("back-off %s then %s, want >= 50ms then >= 100ms", d1, d2)
+	}
+	if _, ok := retry2.plan.Services[spn("a", plan.TCP)]; !ok {
+		t.Error("retried plan lost the service")
+	}
+	h.dp.none(t, 300*time.Millisecond)
+	if v := testutil.ToFloat64(h.p.metrics.syncFailures); v != 2 {
+		t.Errorf("failures = %v, want 2", v)
+	}
+}
+
+func TestRunnerServiceHealthAndNode(t *testing.T) {
+	svcHealth := &fakeServiceHealth{}
+	h := start(t, Config{SyncPeriod: time.Hour}, Deps{ServiceHealth: svcHealth})
+	lb := service("lb", "10.96.0.9", v1.ProtocolTCP)
+	lb.Spec.Type = v1.ServiceTypeLoadBalancer
+	lb.Spec.Ports[0].NodePort = 30080
+	lb.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	lb.Spec.HealthCheckNodePort = 32123
+	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "me"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.168.1.5"}}}})
+	h.p.OnServiceUpdate(nil, lb)
+	h.p.OnEndpointSliceUpdate(endpointSlice("lb", v1.ProtocolTCP, "me", "10.0.0.1", "10.0.0.2"), false)
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	c := h.dp.next(t, time.Second)
+	if len(c.plan.NodeIPs) != 1 || c.plan.NodeIPs[0] != netip.MustParseAddr("192.168.1.5") {
+		t.Errorf("NodeIPs = %v", c.plan.NodeIPs)
+	}
+	key := types.NamespacedName{Namespace: "ns", Name: "lb"}
+	svcHealth.mu.Lock()
+	if svcHealth.ports[key] != 32123 || svcHealth.local[key] != 2 {
+		t.Errorf("service health ports %v local %v", svcHealth.ports, svcHealth.local)
+	}
+	svcHealth.mu.Unlock()
+
+	// A new node address means a full rebuild.
+	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "me"}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.168.1.6"}}}})
+	c = h.dp.next(t, time.Second)
+	if !c.full || c.plan.NodeIPs[0] != netip.MustParseAddr("192.168.1.6") {
+		t.Errorf("after node change: full=%v NodeIPs=%v", c.full, c.plan.NodeIPs)
+	}
+	// Other nodes are ignored.
+	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other"}})
+	h.dp.none(t, 100*time.Millisecond)
+}
