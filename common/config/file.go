@@ -63,7 +63,17 @@ func Parse(path string, data []byte) (*File, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, NewError(path, []Problem{{Line: root.Line, Message: "top level must be a mapping of fields"}})
 	}
-	return &File{Path: path, root: root, lines: map[string]int{}}, nil
+	f := &File{Path: path, root: root, lines: map[string]int{}}
+	// Top-level keys are always fields, so their lines are known before decoding; this lets
+	// problems found before Decode (such as an unknown apiVersion) name their line.
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k := root.Content[i]; k.Kind == yaml.ScalarNode {
+			if _, seen := f.lines[k.Value]; !seen {
+				f.lines[k.Value] = k.Line
+			}
+		}
+	}
+	return f, nil
 }
 
 // TypeMeta returns the top-level apiVersion and kind, empty when absent or not strings.
@@ -100,10 +110,11 @@ func (f *File) Decode(into any) []Problem {
 }
 
 // Line returns the line where the field with the given path is written, or 0 when the file does not
-// set it. Decode must have run first.
+// set it. Before Decode only top-level fields are known.
 func (f *File) Line(path string) int { return f.lines[path] }
 
-// Has reports whether the file sets the field with the given path. Decode must have run first.
+// Has reports whether the file sets the field with the given path. Before Decode only top-level
+// fields are known.
 func (f *File) Has(path string) bool { _, ok := f.lines[path]; return ok }
 
 // FieldProblems turns validation errors into problems located in this file. Errors on fields that
