@@ -75,4 +75,3 @@ func TestCheckForeign(t *testing.T) {
 		t.Errorf("UnclassifiedFields = %v, want [extra]", got)
 	}
 }
-
