@@ -11,7 +11,9 @@ const UpstreamAPIVersion = "kubeproxy.config.k8s.io/v1alpha1"
 // KubeProxyConfiguration: carried over, ignored with a warning when set, or an error when set.
 // api/README.md lists it; a test keeps it complete when the upstream type grows.
 func UpstreamFields() []config.ForeignField {
-	s := func(path string) config.ForeignField { return config.ForeignField{Path: path, Handling: config.Supported} }
+	s := func(path string) config.ForeignField {
+		return config.ForeignField{Path: path, Handling: config.Supported}
+	}
 	warn := func(path, reason string, accept ...any) config.ForeignField {
 		return config.ForeignField{Path: path, Handling: config.Ignored, Reason: reason, Accept: accept}
 	}
