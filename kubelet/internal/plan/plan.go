@@ -353,7 +353,7 @@ func (p *planner) startFresh() {
 	pod := p.in.Pod
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		p.add(Action{Kind: StartContainer, Container: c.Name, Init: true, Attempt: 0})
+		p.add(Action{Kind: StartContainer, Container: c.Name, Init: true, Attempt: p.nextAttempt(c.Name)})
 		if !IsSidecar(c) {
 			// The next one waits for this one to finish.
 			for _, rc := range pod.Spec.Containers {
@@ -369,9 +369,24 @@ func (p *planner) startFresh() {
 		return
 	}
 	for _, c := range pod.Spec.Containers {
-		p.add(Action{Kind: StartContainer, Container: c.Name, Attempt: 0})
+		p.add(Action{Kind: StartContainer, Container: c.Name, Attempt: p.nextAttempt(c.Name)})
 		p.res.Waiting[c.Name] = Waiting{Reason: "ContainerCreating"}
 	}
+}
+
+// nextAttempt continues a container's restart count across sandboxes: 0 for its first run.
+func (p *planner) nextAttempt(name string) uint32 {
+	var n uint32
+	found := false
+	for _, c := range p.in.Observed.Containers {
+		if c.Name == name && (!found || c.Attempt >= n) {
+			n, found = c.Attempt, true
+		}
+	}
+	if !found {
+		return 0
+	}
+	return n + 1
 }
 
 // gcOldSandboxes removes stopped sandboxes other than keep (and their exited containers, which
@@ -461,7 +476,7 @@ func (p *planner) initContainers(sb Sandbox) (initDone, stop bool) {
 		hash := ContainerHash(c)
 		if IsSidecar(c) {
 			if len(inst) == 0 {
-				p.add(Action{Kind: StartContainer, Container: c.Name, Init: true})
+				p.add(Action{Kind: StartContainer, Container: c.Name, Init: true, Attempt: p.nextAttempt(c.Name)})
 				p.requeue(time.Second)
 				return false, true
 			}
@@ -500,7 +515,7 @@ func (p *planner) initContainers(sb Sandbox) (initDone, stop bool) {
 			}
 		}
 		if len(inst) == 0 {
-			p.add(Action{Kind: StartContainer, Container: c.Name, Init: true})
+			p.add(Action{Kind: StartContainer, Container: c.Name, Init: true, Attempt: p.nextAttempt(c.Name)})
 			return false, true
 		}
 		last := inst[0]
@@ -577,7 +592,7 @@ func (p *planner) regularContainers(sb Sandbox) {
 		p.gcInstances(inst)
 		hash := ContainerHash(c)
 		if len(inst) == 0 {
-			p.add(Action{Kind: StartContainer, Container: c.Name})
+			p.add(Action{Kind: StartContainer, Container: c.Name, Attempt: p.nextAttempt(c.Name)})
 			p.res.Waiting[c.Name] = Waiting{Reason: "ContainerCreating"}
 			continue
 		}
