@@ -73,10 +73,10 @@ type Firewall interface {
 
 // FakeFirewall keeps the ruleset in memory and can walk a packet through it.
 type FakeFirewall struct {
-	mu      sync.Mutex
-	exists  bool
-	rs      Ruleset
-	elems   map[Element]bool
+	mu                sync.Mutex
+	exists            bool
+	rs                Ruleset
+	elems             map[Element]bool
 	Replaces, Updates int
 }
 
