@@ -66,7 +66,13 @@ func NewInformers(client kubernetes.Interface, nodeName string, resync time.Dura
 	eps := shared.Discovery().V1().EndpointSlices().Informer()
 	if _, err := eps.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { h.OnEndpointSliceUpdate(asSlice(obj), false) },
-		UpdateFunc: func(_, cur any) { h.OnEndpointSliceUpdate(asSlice(cur), false) },
+		UpdateFunc: func(old, cur any) {
+			if s := asSlice(cur); s != nil {
+				h.OnEndpointSliceUpdate(s, false)
+			} else if s := asSlice(old); s != nil { // now excluded
+				h.OnEndpointSliceUpdate(s, true)
+			}
+		},
 		DeleteFunc: func(obj any) { h.OnEndpointSliceUpdate(asSlice(obj), true) },
 	}); err != nil {
 		return nil, fmt.Errorf("endpointslice informer: %w", err)
@@ -113,14 +119,29 @@ func unwrap(obj any) any {
 	return obj
 }
 
+// asService and asSlice also apply the label selector themselves, so an
+// object that gains an excluding label is treated as deleted and nothing
+// depends on the server (or a fake) filtering watches.
 func asService(obj any) *v1.Service {
 	s, _ := unwrap(obj).(*v1.Service)
+	if s == nil || excluded(s.Labels) {
+		return nil
+	}
 	return s
 }
 
 func asSlice(obj any) *discovery.EndpointSlice {
 	s, _ := unwrap(obj).(*discovery.EndpointSlice)
+	if s == nil || excluded(s.Labels) {
+		return nil
+	}
 	return s
+}
+
+func excluded(labels map[string]string) bool {
+	_, other := labels[labelServiceProxyName]
+	_, headless := labels[labelHeadless]
+	return other || headless
 }
 
 func asNode(obj any) *v1.Node {
