@@ -65,7 +65,7 @@ func NewInformers(client kubernetes.Interface, nodeName string, resync time.Dura
 	}
 	eps := shared.Discovery().V1().EndpointSlices().Informer()
 	if _, err := eps.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { h.OnEndpointSliceUpdate(asSlice(obj), false) },
+		AddFunc: func(obj any) { h.OnEndpointSliceUpdate(asSlice(obj), false) },
 		UpdateFunc: func(old, cur any) {
 			if s := asSlice(cur); s != nil {
 				h.OnEndpointSliceUpdate(s, false)
