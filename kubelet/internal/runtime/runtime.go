@@ -95,13 +95,27 @@ func (r *Runtime) Ready(ctx context.Context) error {
 
 // Relist reads every sandbox and container the kubelet made, grouped by pod UID.
 func (r *Runtime) Relist(ctx context.Context) (map[types.UID]*PodState, error) {
+	return r.list(ctx, nil, nil, true)
+}
+
+// PodState reads one pod's sandboxes and containers (nil when the runtime has none).
+func (r *Runtime) PodState(ctx context.Context, uid types.UID) (*PodState, error) {
+	sel := map[string]string{LabelPodUID: string(uid)}
+	pods, err := r.list(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: sel}, &runtimeapi.ContainerFilter{LabelSelector: sel}, false)
+	if err != nil {
+		return nil, err
+	}
+	return pods[uid], nil
+}
+
+func (r *Runtime) list(ctx context.Context, sbFilter *runtimeapi.PodSandboxFilter, cFilter *runtimeapi.ContainerFilter, all bool) (map[types.UID]*PodState, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	sbs, err := r.rs.ListPodSandbox(ctx, nil)
+	sbs, err := r.rs.ListPodSandbox(ctx, sbFilter)
 	if err != nil {
 		return nil, fmt.Errorf("CRI ListPodSandbox: %w", err)
 	}
-	cs, err := r.rs.ListContainers(ctx, nil)
+	cs, err := r.rs.ListContainers(ctx, cFilter)
 	if err != nil {
 		return nil, fmt.Errorf("CRI ListContainers: %w", err)
 	}
@@ -187,7 +201,9 @@ func (r *Runtime) Relist(ctx context.Context) (map[types.UID]*PodState, error) {
 			}
 		}
 	}
-	r.forget(seen, sbUID)
+	if all {
+		r.forget(seen, sbUID)
+	}
 	return pods, nil
 }
 
