@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -79,7 +80,11 @@ func Build(ctx context.Context, o Options) ([]Image, error) {
 	if o.ModuleDir == "" {
 		out, err := exec.CommandContext(ctx, o.Go, "list", "-m", "-f", "{{.Dir}}", "github.com/kubenode/kubenode/e2e").Output()
 		if err != nil {
-			return nil, fmt.Errorf("images: find the e2e module directory (set Options.ModuleDir): %w", err)
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+			}
+			return nil, fmt.Errorf("images: find the e2e module directory with go list (run inside the kubenode workspace, or set Options.ModuleDir): %w", err)
 		}
 		o.ModuleDir = strings.TrimSpace(string(out))
 	}

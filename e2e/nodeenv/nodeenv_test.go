@@ -131,7 +131,8 @@ func runEchoPod(t *testing.T, ctx context.Context, te *testEnv, name string) (st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rs.Close(context.Background()) })
-	is, err := criclient.NewRemoteImageService(ctx, te.env.Endpoint(), 60*time.Second, nil, false)
+	is, err := criclient.NewRemoteImageServiceBuilder().WithEndpoint(te.env.Endpoint()).
+		WithConnectionTimeout(60 * time.Second).WithTracerProvider(nil).Build(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -387,6 +387,7 @@ func cgroupMounts() []string {
 // became empty (a parent another node still uses is not empty and stays: rmdir refuses).
 func removeCgroups(cgroups []string, log *zap.Logger) error {
 	var errs []error
+	removed := 0
 	for _, mnt := range cgroupMounts() {
 		for _, c := range cgroups {
 			top := filepath.Join(mnt, c)
@@ -404,6 +405,8 @@ func removeCgroups(cgroups []string, log *zap.Logger) error {
 			for _, d := range dirs {
 				if err := rmdirRetry(d); err != nil {
 					errs = append(errs, fmt.Errorf("nodeenv: teardown: remove cgroup %s: %w", d, err))
+				} else {
+					removed++
 				}
 			}
 			for parent := filepath.Dir(top); parent != mnt && strings.HasPrefix(parent, mnt+"/"); parent = filepath.Dir(parent) {
@@ -413,8 +416,8 @@ func removeCgroups(cgroups []string, log *zap.Logger) error {
 			}
 		}
 	}
-	if len(errs) == 0 && len(cgroups) > 0 {
-		log.Info("cgroups removed", zap.Strings("cgroups", cgroups))
+	if removed > 0 {
+		log.Info("cgroups removed", zap.Int("dirs", removed), zap.Strings("trees", cgroups))
 	}
 	return errors.Join(errs...)
 }
