@@ -1,0 +1,250 @@
+package nft
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
+)
+
+// action is what a rule does once all of its matches hold.
+type action uint8
+
+const (
+	// actContinue: the rule only has side effects (mark) and evaluation goes on.
+	actContinue action = iota
+	actGoto
+	actJump
+	actReturn
+	actDrop
+	actReject
+	// actRejectTCP: TCP reset for TCP packets (continues for others). A
+	// reset goes back reliably even from the forward hook of a bridged
+	// packet, where this kernel sends no ICMP error.
+	actRejectTCP
+	// actMasquerade clears the masquerade bit and source-NATs to the
+	// outgoing interface's address.
+	actMasquerade
+	// actServiceVmap: daddr . l4proto . dport vmap @set.
+	actServiceVmap
+	// actNodePortVmap: l4proto . dport vmap @set.
+	actNodePortVmap
+	// actSelectDNAT: dnat to (group . numgen random mod n) map @select.
+	actSelectDNAT
+	// actSelectGoto: (group . numgen random mod n) vmap @select-chains.
+	actSelectGoto
+	// actAffinityDNAT: update @affinity { epID . saddr timeout t }; dnat to addr.
+	actAffinityDNAT
+)
+
+// rule is one rule in the small vocabulary this backend uses. It is
+// comparable with == so chains diff cheaply; the kernel side renders it to
+// nftables expressions and the tests interpret it on virtual packets.
+type rule struct {
+	// Matches; zero values match everything.
+	ctNew       bool         // ct state new
+	markSet     bool         // meta mark & masqMark == masqMark
+	ctDNAT      bool         // ct status dnat
+	daddrLocal  bool         // fib daddr type local, and not loopback
+	daddrSet    string       // daddr @set
+	src         netip.Prefix // saddr in prefix
+	fibSrcLocal bool         // fib saddr type local
+	affinityEp  uint32       // epID . saddr @affinity
+	hairpin     bool         // saddr . daddr @hairpin
+
+	// Action and its arguments.
+	act      action
+	mark     bool   // set the masquerade bit first (before act)
+	set      string // map for the vmap actions
+	chain    string // goto/jump target
+	group, n uint32 // endpoint selection
+	epID     uint32
+	timeout  time.Duration
+	dnat     netip.AddrPort
+}
+
+// hook places a base chain.
+type hook uint8
+
+const (
+	hookNone hook = iota
+	hookPrerouting
+	hookInput
+	hookForward
+	hookOutput
+	hookPostrouting
+)
+
+// chain is a chain with its rules. Base chains carry a hook.
+type chain struct {
+	name     string
+	hook     hook
+	nat      bool // type nat (else filter)
+	priority int32
+	rules    []rule
+}
+
+// verdict is a map element's verdict value.
+type verdict uint8
+
+const (
+	verdictNone verdict = iota
+	verdictGoto
+	verdictDrop
+)
+
+// elem is one element of one of our named sets or maps. Keys and data are
+// raw register bytes, exactly as the kernel stores them, so read-back
+// elements compare with desired ones directly.
+type elem struct {
+	set     string
+	key     string
+	data    string  // data maps
+	verdict verdict // verdict maps
+	chain   string  // for verdictGoto
+}
+
+// id returns the identity of an element: its set and key.
+func (e elem) id() elemID { return elemID{e.set, e.key} }
+
+type elemID struct{ set, key string }
+
+// setKind describes one of our named sets so the kernel side can create it.
+type setKind struct {
+	name    string
+	keyType []keyField
+	// dataType is nil for plain sets.
+	dataType []keyField
+	verdict  bool
+	dynamic  bool // flags dynamic,timeout: filled from the packet path
+}
+
+// keyField is one field of a (possibly concatenated) key or data type.
+type keyField uint8
+
+const (
+	fieldAddr4 keyField = iota
+	fieldAddr6
+	fieldProto
+	fieldPort
+	fieldInteger
+)
+
+// fam holds the per-IP-family names and encodings. Every object name starts
+// with its family token ("ip4-"/"ip6-") so one inet table can hold both
+// families' backends, and each backend recognises what it owns.
+type fam struct {
+	f       plan.Family
+	prefix  string
+	addr    keyField
+	addrLen int
+}
+
+func famOf(f plan.Family) fam {
+	if f == plan.IPv6 {
+		return fam{f: f, prefix: "ip6-", addr: fieldAddr6, addrLen: 16}
+	}
+	return fam{f: f, prefix: "ip4-", addr: fieldAddr4, addrLen: 4}
+}
+
+// Names of the fixed objects of one family.
+func (f fam) natPrerouting() string    { return f.prefix + "nat-prerouting" }
+func (f fam) natOutput() string        { return f.prefix + "nat-output" }
+func (f fam) natPostrouting() string   { return f.prefix + "nat-postrouting" }
+func (f fam) filterInput() string      { return f.prefix + "filter-input" }
+func (f fam) filterForward() string    { return f.prefix + "filter-forward" }
+func (f fam) filterOutput() string     { return f.prefix + "filter-output" }
+func (f fam) services() string         { return f.prefix + "services" }
+func (f fam) markExternalSrc() string  { return f.prefix + "mark-external-source" }
+func (f fam) rejectChain() string      { return f.prefix + "reject" }
+func (f fam) noEndpointsCheck() string { return f.prefix + "no-endpoints-check" }
+
+func (f fam) serviceIPs() string      { return f.prefix + "service-ips" }
+func (f fam) nodePorts() string       { return f.prefix + "service-nodeports" }
+func (f fam) noEndpoints() string     { return f.prefix + "no-endpoint-services" }
+func (f fam) noEndpointPorts() string { return f.prefix + "no-endpoint-nodeports" }
+func (f fam) clusterIPs() string      { return f.prefix + "cluster-ips" }
+func (f fam) nodeIPs() string         { return f.prefix + "node-ips" }
+func (f fam) selectMap() string       { return f.prefix + "select" }
+func (f fam) selectChains() string    { return f.prefix + "select-chains" }
+func (f fam) affinity() string        { return f.prefix + "affinity" }
+func (f fam) hairpinSet() string      { return f.prefix + "hairpin" }
+
+// Per-service chain names carry the service name so the ruleset reads well
+// in `nft list table` and names survive restarts.
+func (f fam) svcChain(n plan.ServicePortName) string { return f.prefix + "svc-" + n.String() }
+func (f fam) extChain(n plan.ServicePortName) string { return f.prefix + "ext-" + n.String() }
+func (f fam) fwChain(n plan.ServicePortName) string  { return f.prefix + "fw-" + n.String() }
+func (f fam) epChain(n plan.ServicePortName, ep netip.AddrPort) string {
+	return f.prefix + "ep-" + n.String() + "@" + ep.String()
+}
+
+// sets lists the named sets and maps of the family.
+func (f fam) sets() []setKind {
+	a := f.addr
+	return []setKind{
+		{name: f.serviceIPs(), keyType: []keyField{a, fieldProto, fieldPort}, verdict: true},
+		{name: f.nodePorts(), keyType: []keyField{fieldProto, fieldPort}, verdict: true},
+		{name: f.noEndpoints(), keyType: []keyField{a, fieldProto, fieldPort}, verdict: true},
+		{name: f.noEndpointPorts(), keyType: []keyField{fieldProto, fieldPort}, verdict: true},
+		{name: f.clusterIPs(), keyType: []keyField{a}},
+		{name: f.nodeIPs(), keyType: []keyField{a}},
+		{name: f.selectMap(), keyType: []keyField{fieldInteger, fieldInteger}, dataType: []keyField{a, fieldPort}},
+		{name: f.selectChains(), keyType: []keyField{fieldInteger, fieldInteger}, verdict: true},
+		{name: f.affinity(), keyType: []keyField{fieldInteger, a}, dynamic: true},
+		{name: f.hairpinSet(), keyType: []keyField{a, a}},
+	}
+}
+
+// Key encodings. Every field takes whole 32-bit registers, zero padded,
+// like nft's concatenations. Integers that the kernel produces (numgen) are
+// host-endian; we write our own integers (group and endpoint ids) the same
+// way so immediates and keys agree.
+
+func protoNum(p plan.Protocol) byte {
+	switch p {
+	case plan.UDP:
+		return 17
+	case plan.SCTP:
+		return 132
+	}
+	return 6
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte { return append(b, a.AsSlice()...) }
+
+func appendProto(b []byte, p plan.Protocol) []byte { return append(b, protoNum(p), 0, 0, 0) }
+
+func appendPort(b []byte, port uint16) []byte {
+	return append(b, byte(port>>8), byte(port), 0, 0)
+}
+
+func appendInt(b []byte, v uint32) []byte { return binary.NativeEndian.AppendUint32(b, v) }
+
+func keyAddrProtoPort(a netip.Addr, p plan.Protocol, port uint16) string {
+	b := make([]byte, 0, 24)
+	return string(appendPort(appendProto(appendAddr(b, a), p), port))
+}
+
+func keyProtoPort(p plan.Protocol, port uint16) string {
+	return string(appendPort(appendProto(make([]byte, 0, 8), p), port))
+}
+
+func keyAddr(a netip.Addr) string { return string(a.AsSlice()) }
+
+func keyGroupIndex(group, idx uint32) string {
+	return string(appendInt(appendInt(make([]byte, 0, 8), group), idx))
+}
+
+func keyAddrAddr(a, b netip.Addr) string {
+	return string(appendAddr(appendAddr(make([]byte, 0, 32), a), b))
+}
+
+func dataAddrPort(ap netip.AddrPort) string {
+	return string(appendPort(appendAddr(make([]byte, 0, 20), ap.Addr()), ap.Port()))
+}
+
+func keyEpAddr(epID uint32, a netip.Addr) string {
+	return string(appendAddr(appendInt(make([]byte, 0, 20), epID), a))
+}

@@ -1,0 +1,576 @@
+package nft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Socket buffer limits. A full sync of tens of thousands of services is
+// one batch of tens of megabytes, and the kernel queues one ack per message
+// before we read any; nft raises its buffers the same way. These are
+// limits, not allocations.
+const (
+	sndBufBytes = 1 << 29
+	rcvBufBytes = 1 << 28
+	// elemsPerMessage keeps each element list attribute well below the
+	// 64 KiB netlink attribute limit.
+	elemsPerMessage = 400
+)
+
+// Kernel constants x/sys/unix does not carry.
+const (
+	nfDrop    = 0    // NF_DROP verdict code
+	ipsDstNAT = 0x20 // IPS_DST_NAT conntrack status bit
+)
+
+// Registers: the verdict register, two 128-bit scratch registers and the
+// 32-bit registers 8..23 that concatenations use.
+const (
+	regVerdict = 0
+	reg1       = 1
+	reg2       = 2
+	reg32      = 8
+)
+
+// netlinkKernel is the kernel seam over github.com/google/nftables.
+type netlinkKernel struct {
+	table *nftables.Table
+	f     fam
+	mark  uint32
+	netns int
+	conn  *nftables.Conn
+	sets  map[string]*nftables.Set
+	kinds []setKind
+}
+
+func newNetlinkKernel(table string, f fam, mark uint32, netns int) *netlinkKernel {
+	k := &netlinkKernel{
+		table: &nftables.Table{Name: table, Family: nftables.TableFamilyINet},
+		f:     f,
+		mark:  mark,
+		netns: netns,
+		sets:  map[string]*nftables.Set{},
+		kinds: f.sets(),
+	}
+	for _, sk := range k.kinds {
+		k.sets[sk.name] = k.setFor(sk)
+	}
+	return k
+}
+
+func (k *netlinkKernel) connect() (*nftables.Conn, error) {
+	if k.conn != nil {
+		return k.conn, nil
+	}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := raw.Control(func(fd uintptr) {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBufBytes); e != nil {
+				serr = fmt.Errorf("SO_SNDBUFFORCE: %w", e)
+				return
+			}
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufBytes); e != nil {
+				serr = fmt.Errorf("SO_RCVBUFFORCE: %w", e)
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	})}
+	if k.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(k.netns))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	k.conn = c
+	return c, nil
+}
+
+// close drops the lasting socket (after an error its state is unknown).
+func (k *netlinkKernel) close() {
+	if k.conn != nil {
+		_ = k.conn.CloseLasting()
+		k.conn = nil
+	}
+}
+
+func datatype(f keyField) nftables.SetDatatype {
+	switch f {
+	case fieldAddr4:
+		return nftables.TypeIPAddr
+	case fieldAddr6:
+		return nftables.TypeIP6Addr
+	case fieldProto:
+		return nftables.TypeInetProto
+	case fieldPort:
+		return nftables.TypeInetService
+	}
+	// mark: a 32-bit type nft can print inside concatenations.
+	return nftables.TypeMark
+}
+
+func concatType(fields []keyField) (nftables.SetDatatype, bool) {
+	if len(fields) == 1 {
+		return datatype(fields[0]), false
+	}
+	types := make([]nftables.SetDatatype, len(fields))
+	for i, f := range fields {
+		types[i] = datatype(f)
+	}
+	return nftables.MustConcatSetType(types...), true
+}
+
+func (k *netlinkKernel) setFor(sk setKind) *nftables.Set {
+	key, concat := concatType(sk.keyType)
+	s := &nftables.Set{Table: k.table, Name: sk.name, KeyType: key, Concatenation: concat}
+	switch {
+	case sk.verdict:
+		s.IsMap, s.DataType = true, nftables.TypeVerdict
+	case sk.dataType != nil:
+		s.IsMap = true
+		s.DataType, _ = concatType(sk.dataType)
+	}
+	if sk.dynamic {
+		s.HasTimeout, s.Dynamic = true, true
+	}
+	return s
+}
+
+func (k *netlinkKernel) chainRef(name string) *nftables.Chain {
+	return &nftables.Chain{Name: name, Table: k.table}
+}
+
+func (k *netlinkKernel) apply(t *tx) (err error) {
+	c, err := k.connect()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			k.close()
+		}
+	}()
+	if t.ensure {
+		c.AddTable(k.table)
+		for _, sk := range k.kinds {
+			// A fresh Set value each time: the library stamps ids on it.
+			if err := c.AddSet(k.setFor(sk), nil); err != nil {
+				return fmt.Errorf("set %s: %w", sk.name, err)
+			}
+		}
+	}
+	for _, ch := range t.addChains {
+		c.AddChain(k.chainFor(ch))
+	}
+	for _, cr := range t.setRules {
+		ref := k.chainRef(cr.chain.name)
+		if cr.flush {
+			c.FlushChain(ref)
+		}
+		rules := cr.chain.rules
+		if cr.chain.hook != hookNone {
+			c.AddRule(&nftables.Rule{Table: k.table, Chain: ref, Exprs: k.familyGuard()})
+		}
+		for _, r := range rules {
+			c.AddRule(&nftables.Rule{Table: k.table, Chain: ref, Exprs: k.render(r)})
+		}
+	}
+	if err := k.elems(t.delElems, c.SetDeleteElements); err != nil {
+		return err
+	}
+	if err := k.elems(t.addElems, c.SetAddElements); err != nil {
+		return err
+	}
+	for _, name := range t.delChains {
+		c.FlushChain(k.chainRef(name))
+	}
+	for _, name := range t.delChains {
+		c.DelChain(k.chainRef(name))
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables transaction (%d objects): %w", t.size(), err)
+	}
+	return nil
+}
+
+// elems sends elements grouped by set, in chunks.
+func (k *netlinkKernel) elems(es []elem, op func(*nftables.Set, []nftables.SetElement) error) error {
+	bySet := map[string][]nftables.SetElement{}
+	var order []string
+	for _, e := range es {
+		if _, ok := bySet[e.set]; !ok {
+			order = append(order, e.set)
+		}
+		bySet[e.set] = append(bySet[e.set], k.toSetElement(e))
+	}
+	for _, name := range order {
+		s := k.sets[name]
+		if s == nil {
+			return fmt.Errorf("unknown set %q", name)
+		}
+		all := bySet[name]
+		for len(all) > 0 {
+			n := min(len(all), elemsPerMessage)
+			if err := op(s, all[:n]); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
+			}
+			all = all[n:]
+		}
+	}
+	return nil
+}
+
+func (k *netlinkKernel) toSetElement(e elem) nftables.SetElement {
+	se := nftables.SetElement{Key: []byte(e.key)}
+	switch e.verdict {
+	case verdictGoto:
+		se.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}
+	case verdictDrop:
+		se.VerdictData = &expr.Verdict{Kind: expr.VerdictDrop}
+	default:
+		if e.data != "" {
+			se.Val = []byte(e.data)
+		}
+	}
+	return se
+}
+
+func (k *netlinkKernel) chainFor(c chain) *nftables.Chain {
+	ch := k.chainRef(c.name)
+	if c.hook == hookNone {
+		return ch
+	}
+	hooks := map[hook]*nftables.ChainHook{
+		hookPrerouting: nftables.ChainHookPrerouting, hookInput: nftables.ChainHookInput,
+		hookForward: nftables.ChainHookForward, hookOutput: nftables.ChainHookOutput,
+		hookPostrouting: nftables.ChainHookPostrouting,
+	}
+	ch.Hooknum = hooks[c.hook]
+	ch.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.priority))
+	ch.Type = nftables.ChainTypeFilter
+	if c.nat {
+		ch.Type = nftables.ChainTypeNAT
+	}
+	accept := nftables.ChainPolicyAccept
+	ch.Policy = &accept
+	return ch
+}
+
+func (k *netlinkKernel) deleteTable() error {
+	c, err := k.connect()
+	if err != nil {
+		return err
+	}
+	if _, err := c.ListTableOfFamily(k.table.Name, k.table.Family); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		k.close()
+		return fmt.Errorf("look up table %s: %w", k.table.Name, err)
+	}
+	c.DelTable(k.table)
+	if err := c.Flush(); err != nil {
+		k.close()
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("delete table %s: %w", k.table.Name, err)
+	}
+	return nil
+}
+
+func (k *netlinkKernel) read() (*kernelState, error) {
+	ks := &kernelState{chains: map[string]bool{}, elems: map[elemID]elem{}}
+	c, err := k.connect()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.ListTableOfFamily(k.table.Name, k.table.Family); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return ks, nil
+		}
+		k.close()
+		return nil, fmt.Errorf("look up table %s: %w", k.table.Name, err)
+	}
+	ks.tableExists = true
+	chains, err := c.ListChainsOfTableFamily(k.table.Family)
+	if err != nil {
+		k.close()
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table != nil && ch.Table.Name == k.table.Name && strings.HasPrefix(ch.Name, k.f.prefix) {
+			ks.chains[ch.Name] = true
+		}
+	}
+	existing, err := c.GetSets(k.table)
+	if err != nil {
+		k.close()
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	have := map[string]bool{}
+	for _, s := range existing {
+		have[s.Name] = true
+	}
+	for _, sk := range k.kinds {
+		if sk.dynamic || !have[sk.name] {
+			continue
+		}
+		got, err := c.GetSetElements(k.sets[sk.name])
+		if err != nil {
+			k.close()
+			return nil, fmt.Errorf("list elements of %s: %w", sk.name, err)
+		}
+		for _, se := range got {
+			e, err := fromSetElement(sk, se)
+			if err != nil {
+				return nil, fmt.Errorf("set %s: %w", sk.name, err)
+			}
+			ks.elems[e.id()] = e
+		}
+	}
+	return ks, nil
+}
+
+func fromSetElement(sk setKind, se nftables.SetElement) (elem, error) {
+	e := elem{set: sk.name, key: string(se.Key)}
+	switch {
+	case sk.verdict:
+		ad, err := netlink.NewAttributeDecoder(se.Val)
+		if err != nil {
+			return e, fmt.Errorf("decode verdict: %w", err)
+		}
+		ad.ByteOrder = binary.BigEndian
+		var code int32
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_VERDICT_CODE:
+				code = int32(ad.Uint32())
+			case unix.NFTA_VERDICT_CHAIN:
+				e.chain = ad.String()
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return e, fmt.Errorf("decode verdict: %w", err)
+		}
+		switch code {
+		case unix.NFT_GOTO:
+			e.verdict = verdictGoto
+		case nfDrop:
+			e.verdict = verdictDrop
+		default:
+			// Something we never write: keep it distinct so it is replaced.
+			e.verdict = verdict(255)
+		}
+	case sk.dataType != nil:
+		e.data = string(se.Val)
+	}
+	return e, nil
+}
+
+// Rendering: our rule vocabulary -> nftables expressions.
+
+func (k *netlinkKernel) nfproto() byte {
+	if k.f.addrLen == 16 {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+// familyGuard leaves a base chain early for the other family's packets, so
+// the address matches below never read the wrong header.
+func (k *netlinkKernel) familyGuard() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{k.nfproto()}},
+		&expr.Verdict{Kind: expr.VerdictReturn},
+	}
+}
+
+func (k *netlinkKernel) saddr(reg uint32) expr.Any {
+	off := uint32(12)
+	if k.f.addrLen == 16 {
+		off = 8
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(k.f.addrLen)}
+}
+
+func (k *netlinkKernel) daddr(reg uint32) expr.Any {
+	off := uint32(16)
+	if k.f.addrLen == 16 {
+		off = 24
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(k.f.addrLen)}
+}
+
+func native32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
+
+// addrRegs is how many 32-bit registers an address takes.
+func (k *netlinkKernel) addrRegs() uint32 { return uint32(k.f.addrLen / 4) }
+
+func (k *netlinkKernel) lookup(set string, src uint32) *expr.Lookup {
+	return &expr.Lookup{SourceRegister: src, SetName: set, SetID: k.sets[set].ID}
+}
+
+func (k *netlinkKernel) render(r rule) []expr.Any {
+	var ex []expr.Any
+	if r.ctNew {
+		ex = append(ex,
+			&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(expr.CtStateBitNEW), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(0)})
+	}
+	if r.markSet {
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(k.mark), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(k.mark)})
+	}
+	if r.ctDNAT {
+		ex = append(ex,
+			&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(ipsDstNAT), Xor: native32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(0)})
+	}
+	if r.daddrLocal {
+		ex = append(ex,
+			&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(unix.RTN_LOCAL)},
+			k.daddr(reg1))
+		// Node ports are not served on loopback addresses (like upstream's
+		// nftables mode).
+		if k.f.addrLen == 4 {
+			ex = append(ex,
+				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{127, 0, 0, 0}})
+		} else {
+			ex = append(ex, &expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: netip.IPv6Loopback().AsSlice()})
+		}
+	}
+	if r.daddrSet != "" {
+		ex = append(ex, k.daddr(reg1), k.lookup(r.daddrSet, reg1))
+	}
+	if r.src.IsValid() {
+		bits := r.src.Bits()
+		mask := make([]byte, k.f.addrLen)
+		for i := range mask {
+			switch {
+			case bits >= 8:
+				mask[i] = 0xff
+				bits -= 8
+			case bits > 0:
+				mask[i] = byte(0xff << (8 - bits))
+				bits = 0
+			}
+		}
+		ex = append(ex, k.saddr(reg1),
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: uint32(k.f.addrLen), Mask: mask, Xor: make([]byte, k.f.addrLen)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: r.src.Masked().Addr().AsSlice()})
+	}
+	if r.fibSrcLocal {
+		ex = append(ex,
+			&expr.Fib{Register: reg1, FlagSADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(unix.RTN_LOCAL)})
+	}
+	if r.affinityEp != 0 {
+		ex = append(ex,
+			&expr.Immediate{Register: reg32, Data: native32(r.affinityEp)},
+			k.saddr(reg32+1),
+			k.lookup(k.f.affinity(), reg32))
+	}
+	if r.hairpin {
+		ex = append(ex, k.saddr(reg32), k.daddr(reg32+k.addrRegs()), k.lookup(k.f.hairpinSet(), reg32))
+	}
+
+	if r.mark {
+		ex = append(ex, k.setMark(true)...)
+	}
+	switch r.act {
+	case actGoto:
+		ex = append(ex, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.chain})
+	case actJump:
+		ex = append(ex, &expr.Verdict{Kind: expr.VerdictJump, Chain: r.chain})
+	case actReturn:
+		ex = append(ex, &expr.Verdict{Kind: expr.VerdictReturn})
+	case actDrop:
+		ex = append(ex, &expr.Verdict{Kind: expr.VerdictDrop})
+	case actReject:
+		ex = append(ex, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
+	case actRejectTCP:
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+	case actMasquerade:
+		ex = append(ex, k.setMark(false)...)
+		ex = append(ex, &expr.Masq{FullyRandom: true})
+	case actServiceVmap:
+		a := k.addrRegs()
+		l := k.lookup(r.set, reg32)
+		l.DestRegister, l.IsDestRegSet = regVerdict, true
+		ex = append(ex, k.daddr(reg32),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32 + a},
+			&expr.Payload{DestRegister: reg32 + a + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			l)
+	case actNodePortVmap:
+		l := k.lookup(r.set, reg32)
+		l.DestRegister, l.IsDestRegSet = regVerdict, true
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32},
+			&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			l)
+	case actSelectDNAT:
+		l := k.lookup(k.f.selectMap(), reg32)
+		l.DestRegister, l.IsDestRegSet = reg32+2, true
+		ex = append(ex,
+			&expr.Immediate{Register: reg32, Data: native32(r.group)},
+			&expr.Numgen{Register: reg32 + 1, Modulus: r.n, Type: unix.NFT_NG_RANDOM},
+			l,
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(k.nfproto()), RegAddrMin: reg32 + 2, RegProtoMin: reg32 + 2 + k.addrRegs(), Specified: true})
+	case actSelectGoto:
+		l := k.lookup(k.f.selectChains(), reg32)
+		l.DestRegister, l.IsDestRegSet = regVerdict, true
+		ex = append(ex,
+			&expr.Immediate{Register: reg32, Data: native32(r.group)},
+			&expr.Numgen{Register: reg32 + 1, Modulus: r.n, Type: unix.NFT_NG_RANDOM},
+			l)
+	case actAffinityDNAT:
+		port := []byte{byte(r.dnat.Port() >> 8), byte(r.dnat.Port())}
+		ex = append(ex,
+			&expr.Immediate{Register: reg32, Data: native32(r.epID)},
+			k.saddr(reg32+1),
+			&expr.Dynset{SrcRegKey: reg32, SetName: k.f.affinity(), SetID: k.sets[k.f.affinity()].ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: r.timeout},
+			&expr.Immediate{Register: reg1, Data: r.dnat.Addr().AsSlice()},
+			&expr.Immediate{Register: reg2, Data: port},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(k.nfproto()), RegAddrMin: reg1, RegProtoMin: reg2, Specified: true})
+	}
+	return ex
+}
+
+// setMark sets (or clears) the masquerade bit: mark = (mark & ~bit) ^ bit.
+func (k *netlinkKernel) setMark(set bool) []expr.Any {
+	xor := uint32(0)
+	if set {
+		xor = k.mark
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(^k.mark), Xor: native32(xor)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+	}
+}
