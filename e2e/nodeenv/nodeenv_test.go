@@ -114,6 +114,15 @@ func startEnv(t *testing.T, ctx context.Context) *testEnv {
 	return te
 }
 
+// randomPort picks a hostPort unlikely to collide with another test's.
+func randomPort(t *testing.T) int32 {
+	n, err := rand.Int(rand.Reader, big.NewInt(10000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int32(20000 + n.Int64())
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -122,9 +131,9 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// runEchoPod runs a pod sandbox with one container of the echo image over CRI and returns the
-// sandbox ID and the pod IP.
-func runEchoPod(t *testing.T, ctx context.Context, te *testEnv, name string) (string, string) {
+// runEchoPod runs a pod sandbox with one container of the echo image over CRI, its port 8080
+// also published as hostPort, and returns the pod IP.
+func runEchoPod(t *testing.T, ctx context.Context, te *testEnv, name string, hostPort int32) string {
 	t.Helper()
 	rs, err := Dial(ctx, te.env.Endpoint(), 60*time.Second)
 	if err != nil {
@@ -149,6 +158,7 @@ func runEchoPod(t *testing.T, ctx context.Context, te *testEnv, name string) (st
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: uid},
 		Hostname:     name,
 		LogDirectory: logDir,
+		PortMappings: []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 8080, HostPort: hostPort}},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent: te.cgroupRoot + "/pod" + uid,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
@@ -180,7 +190,7 @@ func runEchoPod(t *testing.T, ctx context.Context, te *testEnv, name string) (st
 	if ip == "" {
 		t.Fatalf("pod %s has no IP", name)
 	}
-	return podID, ip
+	return ip
 }
 
 // httpGet asks url until it answers 200 or the deadline passes.
@@ -212,13 +222,18 @@ func TestPodAnswersHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	te := startEnv(t, ctx)
-	_, ip := runEchoPod(t, ctx, te, "echo-a")
+	hostPort := randomPort(t)
+	ip := runEchoPod(t, ctx, te, "echo-a", hostPort)
 
 	if got := strings.TrimSpace(httpGet(t, "http://"+ip+":8080/anything")); got != "echo-a" {
 		t.Errorf("echo answered %q, want the pod's hostname %q", got, "echo-a")
 	}
 	if got := strings.TrimSpace(httpGet(t, "http://"+ip+":8080/healthz")); got != "ok" {
 		t.Errorf("/healthz answered %q, want ok", got)
+	}
+	// hostPort through portmap, on the node's loopback address.
+	if got := strings.TrimSpace(httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", hostPort))); got != "echo-a" {
+		t.Errorf("hostPort %d answered %q, want %q", hostPort, got, "echo-a")
 	}
 	if err := te.env.Stop(); err != nil {
 		t.Errorf("Stop: %v", err)
@@ -317,7 +332,7 @@ func TestTeardownAfterCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	te := startEnv(t, ctx)
-	_, ip := runEchoPod(t, ctx, te, "echo-crash")
+	ip := runEchoPod(t, ctx, te, "echo-crash", randomPort(t))
 	httpGet(t, "http://"+ip+":8080/healthz")
 
 	// A table as the node's kube-proxy would make it.

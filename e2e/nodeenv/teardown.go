@@ -360,7 +360,8 @@ func deleteBridge(name string, log *zap.Logger) error {
 	var errs []error
 	for _, l := range links {
 		if l.Attrs().MasterIndex == br.Attrs().Index {
-			if err := h.LinkDel(l); err != nil {
+			// A veth also goes by itself when its pod's netns is released: ENODEV is fine.
+			if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 				errs = append(errs, fmt.Errorf("nodeenv: teardown: delete %s: %w", l.Attrs().Name, err))
 			}
 		}
