@@ -148,6 +148,14 @@ func (b builder) cached(imgName, key string, refs []string, makeImage func() (v1
 	if err := os.Rename(tmp, path); err != nil {
 		return Image{}, fmt.Errorf("images: %w", err)
 	}
+	// Tarballs of earlier inputs are never read again.
+	if old, _ := filepath.Glob(filepath.Join(b.o.CacheDir, imgName+"-*.tar")); len(old) > 0 {
+		for _, p := range old {
+			if p != path {
+				_ = os.Remove(p)
+			}
+		}
+	}
 	b.o.Log.Info("image built", zap.String("image", imgName), zap.String("path", path), zap.Duration("took", time.Since(start)))
 	// Reload from disk so callers never hold the in-memory layers of a fresh build.
 	img, err = tarball.ImageFromPath(path, nil)
