@@ -1,0 +1,396 @@
+// Package podsync is one sync of one pod: it reads the desired pod and the runtime's view,
+// asks plan what to do, does it through the runtime (volumes and cgroups first, lifecycle hooks
+// around starts and stops), and reports the resulting status. The pod workers call it.
+package podsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/kubenode/kubenode/kubelet/internal/plan"
+	"github.com/kubenode/kubenode/kubelet/internal/podworkers"
+	"github.com/kubenode/kubenode/kubelet/internal/runtime"
+	"github.com/kubenode/kubenode/kubelet/internal/status"
+)
+
+// Pods is the desired set of pods.
+type Pods interface {
+	// Get returns the pod to run and the API object that represents it (for a static pod, its
+	// mirror pod; nil while there is none).
+	Get(uid types.UID) (pod *v1.Pod, apiPod *v1.Pod, ok bool)
+}
+
+// Runtime is the part of the CRI adapter a sync uses.
+type Runtime interface {
+	PodState(ctx context.Context, uid types.UID) (*runtime.PodState, error)
+	RunSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig) (string, []string, error)
+	CreateContainer(ctx context.Context, sandboxID string, cfg *runtimeapi.ContainerConfig, sb *runtimeapi.PodSandboxConfig) (string, error)
+	StartContainer(ctx context.Context, id string) error
+	StopContainer(ctx context.Context, id string, grace int64) error
+	RemoveContainer(ctx context.Context, id string) error
+	StopSandbox(ctx context.Context, id string) error
+	RemoveSandbox(ctx context.Context, id string) error
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, error)
+}
+
+// Images makes images present.
+type Images interface {
+	EnsureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error)
+}
+
+// Volumes sets up and tears down pod volumes.
+type Volumes interface {
+	Setup(ctx context.Context, pod *v1.Pod) (map[string]string, error)
+	Teardown(uid types.UID) error
+}
+
+// Cgroups manages pod-level cgroups.
+type Cgroups interface {
+	EnsurePod(pod *v1.Pod) (parent string, err error)
+	RemovePod(uid types.UID) error
+}
+
+// Admitter decides whether a new pod may run here.
+type Admitter interface {
+	Admit(pod *v1.Pod) *status.Rejection
+}
+
+// Statuses receives pod statuses.
+type Statuses interface {
+	Set(uid types.UID, apiPod *v1.Pod, st v1.PodStatus)
+	Forget(uid types.UID)
+}
+
+// PodDeleter removes a pod object once it is fully stopped.
+type PodDeleter interface {
+	DeletePod(ctx context.Context, namespace, name string, uid types.UID) error
+}
+
+// Node holds the node facts a sync needs.
+type Node struct {
+	Name        string
+	HostIPs     []string
+	Allocatable v1.ResourceList
+	Facts       runtime.NodeFacts
+	RuntimeName string
+	Backoff     plan.BackoffConfig
+}
+
+// Deps are the syncer's collaborators.
+type Deps struct {
+	Pods     Pods
+	Runtime  Runtime
+	Images   Images
+	Objects  runtime.Objects
+	Volumes  Volumes
+	Cgroups  Cgroups // optional
+	Admit    Admitter
+	Status   Statuses
+	Deleter  PodDeleter
+	Recorder record.EventRecorder
+	Node     Node
+	Now      func() time.Time
+	Log      *zap.Logger
+}
+
+// Syncer implements podworkers.Syncer.
+type Syncer struct {
+	d Deps
+
+	mu       sync.Mutex
+	backoff  map[types.UID]map[string]plan.BackoffEntry
+	errs     map[types.UID]map[string]plan.Waiting // start errors shown until a start succeeds
+	admitted map[types.UID]bool
+	rejected map[types.UID]*status.Rejection
+}
+
+var _ podworkers.Syncer = (*Syncer)(nil)
+
+// New returns a syncer.
+func New(d Deps) (*Syncer, error) {
+	switch {
+	case d.Pods == nil:
+		return nil, errors.New("podsync: Pods is required")
+	case d.Runtime == nil:
+		return nil, errors.New("podsync: Runtime is required")
+	case d.Images == nil:
+		return nil, errors.New("podsync: Images is required")
+	case d.Volumes == nil:
+		return nil, errors.New("podsync: Volumes is required")
+	case d.Status == nil:
+		return nil, errors.New("podsync: Status is required")
+	case d.Log == nil:
+		return nil, errors.New("podsync: Log is required")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Recorder == nil {
+		d.Recorder = &record.FakeRecorder{}
+	}
+	return &Syncer{d: d, backoff: map[types.UID]map[string]plan.BackoffEntry{}, errs: map[types.UID]map[string]plan.Waiting{}, admitted: map[types.UID]bool{}, rejected: map[types.UID]*status.Rejection{}}, nil
+}
+
+// MarkAdmitted records pods that were already running when the kubelet started, so a restart
+// never rejects a running pod.
+func (s *Syncer) MarkAdmitted(uid types.UID) {
+	s.mu.Lock()
+	s.admitted[uid] = true
+	s.mu.Unlock()
+}
+
+// Admitted reports whether a pod was admitted (for the admitter's own accounting).
+func (s *Syncer) Admitted(uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.admitted[uid]
+}
+
+func (s *Syncer) log(pod *v1.Pod) *zap.Logger {
+	return s.d.Log.With(zap.String("pod", pod.Namespace+"/"+pod.Name), zap.String("podUID", string(pod.UID)))
+}
+
+// Sync runs one sync of a pod.
+func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, error) {
+	pod, apiPod, ok := s.d.Pods.Get(uid)
+	rs, err := s.d.Runtime.PodState(ctx, uid)
+	if err != nil {
+		return podworkers.Result{}, err
+	}
+	if !ok {
+		return s.cleanupOrphan(ctx, uid, rs)
+	}
+	log := s.log(pod)
+	ref := pod
+	if apiPod != nil {
+		ref = apiPod
+	}
+
+	// Admission, once per pod.
+	s.mu.Lock()
+	rej := s.rejected[uid]
+	admitted := s.admitted[uid]
+	s.mu.Unlock()
+	if !admitted && rej == nil && (rs == nil || len(rs.Observed.Sandboxes) == 0) && !terminal(apiPod) && pod.DeletionTimestamp == nil && s.d.Admit != nil {
+		rej = s.d.Admit.Admit(pod)
+		s.mu.Lock()
+		if rej != nil {
+			s.rejected[uid] = rej
+		} else {
+			s.admitted[uid] = true
+		}
+		s.mu.Unlock()
+		if rej != nil {
+			log.Info("pod rejected", zap.String("reason", rej.Reason), zap.String("message", rej.Message))
+			s.d.Recorder.Event(ref, v1.EventTypeWarning, rej.Reason, rej.Message)
+		}
+	} else if !admitted && rej == nil {
+		s.MarkAdmitted(uid)
+	}
+	if rej != nil {
+		st := status.Build(status.Input{Pod: withStatus(pod, apiPod), Rejected: rej, HostIPs: s.d.Node.HostIPs, Now: s.d.Now()})
+		s.d.Status.Set(uid, apiPod, st)
+		return s.finishIfGone(ctx, pod, apiPod, rs, true)
+	}
+
+	terminate := pod.DeletionTimestamp != nil || terminal(apiPod)
+	var volumes map[string]string
+	cgroupParent := ""
+	if !terminate {
+		volumes, err = s.d.Volumes.Setup(ctx, pod)
+		if err != nil {
+			log.Warn("volume setup failed", zap.Error(err))
+			s.d.Recorder.Event(ref, v1.EventTypeWarning, "FailedMount", err.Error())
+			s.report(uid, pod, apiPod, rs, plan.Result{}, nil)
+			return podworkers.Result{RequeueAfter: 2 * time.Second}, nil
+		}
+		if s.d.Cgroups != nil {
+			cgroupParent, err = s.d.Cgroups.EnsurePod(pod)
+			if err != nil {
+				return podworkers.Result{}, fmt.Errorf("pod cgroup: %w", err)
+			}
+		}
+	}
+
+	s.mu.Lock()
+	bo := s.backoff[uid]
+	s.mu.Unlock()
+	obs := plan.Observed{}
+	if rs != nil {
+		obs = rs.Observed
+	}
+	res := plan.Compute(plan.Input{Pod: pod, Observed: obs, Backoff: bo, Terminate: terminate, Now: s.d.Now(), Config: s.d.Node.Backoff})
+	s.mu.Lock()
+	s.backoff[uid] = res.Backoff
+	s.mu.Unlock()
+	if len(res.Actions) > 0 {
+		log.Debug("sync", zap.Stringers("actions", res.Actions))
+	}
+
+	ex := executor{s: s, pod: pod, ref: ref, rs: rs, volumes: volumes, cgroupParent: cgroupParent, log: log}
+	execErr := ex.run(ctx, res.Actions)
+
+	// Report what the runtime has now.
+	rs2, err := s.d.Runtime.PodState(ctx, uid)
+	if err != nil {
+		rs2 = rs
+	}
+	s.report(uid, pod, apiPod, rs2, res, ex.waiting)
+	if execErr != nil {
+		return podworkers.Result{}, execErr
+	}
+	if terminate && res.Done {
+		return s.finishIfGone(ctx, pod, apiPod, rs2, false)
+	}
+	out := podworkers.Result{RequeueAfter: res.RequeueAfter}
+	if ex.retry && (out.RequeueAfter == 0 || out.RequeueAfter > 2*time.Second) {
+		out.RequeueAfter = 2 * time.Second
+	}
+	if len(res.Actions) > 0 && out.RequeueAfter == 0 {
+		// Check soon what the actions led to; the PLEG would tell too, within a second.
+		out.RequeueAfter = time.Second
+	}
+	return out, nil
+}
+
+func terminal(apiPod *v1.Pod) bool {
+	return apiPod != nil && (apiPod.Status.Phase == v1.PodSucceeded || apiPod.Status.Phase == v1.PodFailed)
+}
+
+// withStatus returns pod with the API's status (a static pod's status lives on its mirror).
+func withStatus(pod, apiPod *v1.Pod) *v1.Pod {
+	if apiPod == nil || apiPod == pod {
+		return pod
+	}
+	p := pod.DeepCopy()
+	p.Status = apiPod.Status
+	return p
+}
+
+func (s *Syncer) report(uid types.UID, pod, apiPod *v1.Pod, rs *runtime.PodState, res plan.Result, startErrs map[string]plan.Waiting) {
+	s.mu.Lock()
+	errs := s.errs[uid]
+	if errs == nil {
+		errs = map[string]plan.Waiting{}
+		s.errs[uid] = errs
+	}
+	for k, v := range startErrs {
+		if v.Reason == "" {
+			delete(errs, k)
+		} else {
+			errs[k] = v
+		}
+	}
+	waiting := map[string]plan.Waiting{}
+	for k, v := range res.Waiting {
+		waiting[k] = v
+	}
+	for k, v := range errs {
+		if w, ok := waiting[k]; !ok || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing" {
+			waiting[k] = v
+		}
+	}
+	s.mu.Unlock()
+	st := status.Build(status.Input{
+		Pod: withStatus(pod, apiPod), Runtime: rs, Waiting: waiting, Done: res.Done, InitFailed: res.InitFailed,
+		HostIPs: s.d.Node.HostIPs, RuntimeName: s.d.Node.RuntimeName, Now: s.d.Now(),
+	})
+	s.d.Status.Set(uid, apiPod, st)
+}
+
+// finishIfGone cleans up a stopped pod: removes its containers, sandboxes, volumes and cgroup,
+// deletes the API object of a deleted pod, and ends the worker once the pod is gone.
+func (s *Syncer) finishIfGone(ctx context.Context, pod, apiPod *v1.Pod, rs *runtime.PodState, rejected bool) (podworkers.Result, error) {
+	if rs != nil && anyRunning(rs) {
+		return podworkers.Result{RequeueAfter: time.Second}, nil
+	}
+	if pod.DeletionTimestamp == nil {
+		// A finished pod stays (with its exited containers for logs) until it is deleted.
+		if !rejected && s.d.Cgroups != nil {
+			_ = s.d.Cgroups.RemovePod(pod.UID)
+		}
+		return podworkers.Result{}, nil
+	}
+	if err := s.removeAll(ctx, pod.UID, rs); err != nil {
+		return podworkers.Result{}, err
+	}
+	if apiPod != nil && apiPod.UID == pod.UID && s.d.Deleter != nil {
+		// The final delete: the pod's containers are gone, so the API may forget it.
+		if err := s.d.Deleter.DeletePod(ctx, pod.Namespace, pod.Name, pod.UID); err != nil {
+			return podworkers.Result{}, fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	return podworkers.Result{RequeueAfter: time.Second}, nil
+}
+
+func anyRunning(rs *runtime.PodState) bool {
+	for _, c := range rs.Observed.Containers {
+		if c.State != plan.StateExited {
+			return true
+		}
+	}
+	for _, sb := range rs.Observed.Sandboxes {
+		if sb.Ready {
+			return true
+		}
+	}
+	return false
+}
+
+// removeAll deletes a stopped pod's runtime objects, volumes and cgroup.
+func (s *Syncer) removeAll(ctx context.Context, uid types.UID, rs *runtime.PodState) error {
+	if rs != nil {
+		for _, sb := range rs.Observed.Sandboxes {
+			if err := s.d.Runtime.RemoveSandbox(ctx, sb.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.d.Volumes.Teardown(uid); err != nil {
+		return err
+	}
+	if s.d.Cgroups != nil {
+		if err := s.d.Cgroups.RemovePod(uid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cleanupOrphan handles a pod that is no longer desired (deleted from the API, static manifest
+// removed): stop what runs with the grace recorded on its containers, remove it all, forget it.
+func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.PodState) (podworkers.Result, error) {
+	if rs != nil && anyRunning(rs) {
+		s.d.Log.Info("stopping pod that is no longer assigned here", zap.String("pod", rs.Namespace+"/"+rs.Name), zap.String("podUID", string(uid)))
+		ex := executor{s: s, pod: &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: rs.Name, Namespace: rs.Namespace, UID: uid}}, rs: rs, log: s.d.Log}
+		if err := ex.killPod(ctx, -1); err != nil {
+			return podworkers.Result{}, err
+		}
+		var err error
+		rs, err = s.d.Runtime.PodState(ctx, uid)
+		if err != nil {
+			return podworkers.Result{}, err
+		}
+	}
+	if err := s.removeAll(ctx, uid, rs); err != nil {
+		return podworkers.Result{}, err
+	}
+	s.d.Status.Forget(uid)
+	s.mu.Lock()
+	delete(s.backoff, uid)
+	delete(s.errs, uid)
+	delete(s.admitted, uid)
+	delete(s.rejected, uid)
+	s.mu.Unlock()
+	return podworkers.Result{Finished: true}, nil
+}

@@ -1,0 +1,240 @@
+package podsync
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	critest "k8s.io/cri-api/pkg/apis/testing"
+
+	"github.com/kubenode/kubenode/kubelet/internal/runtime"
+	"github.com/kubenode/kubenode/kubelet/internal/status"
+)
+
+type fakePods struct {
+	mu   sync.Mutex
+	pods map[types.UID]*v1.Pod
+}
+
+func (f *fakePods) Get(uid types.UID) (*v1.Pod, *v1.Pod, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pods[uid]
+	return p, p, ok
+}
+
+type fakeVolumes struct{ torn []types.UID }
+
+func (f *fakeVolumes) Setup(context.Context, *v1.Pod) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+func (f *fakeVolumes) Teardown(uid types.UID) error { f.torn = append(f.torn, uid); return nil }
+
+type fakeStatus struct {
+	last map[types.UID]v1.PodStatus
+}
+
+func (f *fakeStatus) Set(uid types.UID, _ *v1.Pod, st v1.PodStatus) { f.last[uid] = st }
+func (f *fakeStatus) Forget(uid types.UID)                            { delete(f.last, uid) }
+
+type fakeDeleter struct{ deleted []types.UID }
+
+func (f *fakeDeleter) DeletePod(_ context.Context, _, _ string, uid types.UID) error {
+	f.deleted = append(f.deleted, uid)
+	return nil
+}
+
+type rejectAll struct{}
+
+func (rejectAll) Admit(*v1.Pod) *status.Rejection {
+	return &status.Rejection{Reason: "OutOfcpu", Message: "Node didn't have enough resource: cpu"}
+}
+
+type env struct {
+	rs      *critest.FakeRuntimeService
+	is      *critest.FakeImageService
+	pods    *fakePods
+	vols    *fakeVolumes
+	status  *fakeStatus
+	deleter *fakeDeleter
+	syncer  *Syncer
+}
+
+type noObjects struct{}
+
+func (noObjects) ConfigMap(context.Context, string, string) (*v1.ConfigMap, error) {
+	return nil, errors.New("not found")
+}
+func (noObjects) Secret(context.Context, string, string) (*v1.Secret, error) {
+	return nil, errors.New("not found")
+}
+
+func newEnv(t *testing.T, admit Admitter) *env {
+	e := &env{
+		rs:      critest.NewFakeRuntimeService(),
+		is:      critest.NewFakeImageService(),
+		pods:    &fakePods{pods: map[types.UID]*v1.Pod{}},
+		vols:    &fakeVolumes{},
+		status:  &fakeStatus{last: map[types.UID]v1.PodStatus{}},
+		deleter: &fakeDeleter{},
+	}
+	e.is.SetFakeImages([]string{"busybox:1.36"})
+	rt := runtime.New(e.rs, e.is, time.Second, zap.NewNop())
+	s, err := New(Deps{
+		Pods: e.pods, Runtime: rt, Images: runtime.NewPuller(e.is, noObjects{}, time.Now), Objects: noObjects{},
+		Volumes: e.vols, Admit: admit, Status: e.status, Deleter: e.deleter,
+		Node: Node{Name: "n1", HostIPs: []string{"192.0.2.10"}}, Log: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.syncer = s
+	return e
+}
+
+func newPod() *v1.Pod {
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns", UID: "u1"},
+		Spec: v1.PodSpec{
+			NodeName:   "n1",
+			Containers: []v1.Container{{Name: "a", Image: "busybox:1.36"}, {Name: "b", Image: "busybox:1.36"}},
+		},
+	}
+}
+
+func TestSyncRunsPodAndReportsRunning(t *testing.T) {
+	e := newEnv(t, nil)
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+		t.Fatal(err)
+	}
+	st := e.status.last[p.UID]
+	if st.Phase != v1.PodRunning || len(st.ContainerStatuses) != 2 || st.ContainerStatuses[0].State.Running == nil {
+		t.Fatalf("status after first sync = %+v", st)
+	}
+	if st.PodIP == "" {
+		t.Errorf("no pod IP")
+	}
+	// A second sync changes nothing in the runtime.
+	before := len(e.rs.GetCalls())
+	if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.rs.GetCalls()[before:] {
+		if c == "RunPodSandbox" || c == "CreateContainer" || c == "StopContainer" {
+			t.Fatalf("steady-state sync called %s", c)
+		}
+	}
+}
+
+func TestSyncDeletedPodStopsAndDeletes(t *testing.T) {
+	e := newEnv(t, nil)
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	grace := int64(5)
+	d := p.DeepCopy()
+	d.DeletionTimestamp = &now
+	d.DeletionGracePeriodSeconds = &grace
+	e.pods.pods[p.UID] = d
+	for i := 0; i < 3 && len(e.deleter.deleted) == 0; i++ {
+		if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.deleter.deleted) != 1 {
+		t.Fatalf("pod not deleted from the API after stopping: calls %v", e.rs.GetCalls())
+	}
+	for _, c := range e.rs.Containers {
+		if c.State != 2 { // CONTAINER_EXITED
+			t.Errorf("container %s still in state %v", c.Id, c.State)
+		}
+	}
+	if len(e.rs.Sandboxes) != 0 {
+		t.Errorf("sandboxes left: %d", len(e.rs.Sandboxes))
+	}
+	// The API forgets the pod: the worker finishes.
+	delete(e.pods.pods, p.UID)
+	res, err := e.syncer.Sync(ctx, p.UID)
+	if err != nil || !res.Finished {
+		t.Fatalf("after removal: %+v, %v", res, err)
+	}
+}
+
+func TestSyncOrphanIsTornDown(t *testing.T) {
+	e := newEnv(t, nil)
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+		t.Fatal(err)
+	}
+	delete(e.pods.pods, p.UID) // force-deleted while the kubelet was away
+	res, err := e.syncer.Sync(ctx, p.UID)
+	if err != nil || !res.Finished {
+		t.Fatalf("orphan sync: %+v %v", res, err)
+	}
+	if len(e.rs.Sandboxes) != 0 || len(e.vols.torn) != 1 {
+		t.Fatalf("orphan left sandboxes %d, volumes torn %v", len(e.rs.Sandboxes), e.vols.torn)
+	}
+}
+
+func TestSyncImagePullErrorShowsInStatus(t *testing.T) {
+	e := newEnv(t, nil)
+	p := newPod()
+	p.Spec.Containers[1].Image = "registry.invalid/none:1"
+	e.is.InjectError("PullImage", errors.New("not found"))
+	e.pods.pods[p.UID] = p
+	res, err := e.syncer.Sync(context.Background(), p.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.status.last[p.UID]
+	w := st.ContainerStatuses[1].State.Waiting
+	if w == nil || w.Reason != runtime.ReasonErrImagePull {
+		t.Fatalf("container b state = %+v, want waiting ErrImagePull", st.ContainerStatuses[1].State)
+	}
+	if st.ContainerStatuses[0].State.Running == nil {
+		t.Errorf("container a should run regardless: %+v", st.ContainerStatuses[0].State)
+	}
+	if res.RequeueAfter == 0 {
+		t.Errorf("no retry scheduled after a failed pull")
+	}
+	// Next sync within the back-off: ImagePullBackOff.
+	if _, err := e.syncer.Sync(context.Background(), p.UID); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.status.last[p.UID].ContainerStatuses[1].State.Waiting; w == nil || w.Reason != runtime.ReasonImagePullBackOff {
+		t.Fatalf("second sync: %+v, want ImagePullBackOff", w)
+	}
+}
+
+func TestSyncRejectedPodFails(t *testing.T) {
+	e := newEnv(t, rejectAll{})
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	if _, err := e.syncer.Sync(context.Background(), p.UID); err != nil {
+		t.Fatal(err)
+	}
+	st := e.status.last[p.UID]
+	if st.Phase != v1.PodFailed || st.Reason != "OutOfcpu" {
+		t.Fatalf("rejected pod status = %s/%s", st.Phase, st.Reason)
+	}
+	for _, c := range e.rs.GetCalls() {
+		if c == "RunPodSandbox" {
+			t.Fatal("a rejected pod got a sandbox")
+		}
+	}
+}
