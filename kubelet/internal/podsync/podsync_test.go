@@ -41,7 +41,7 @@ type fakeStatus struct {
 }
 
 func (f *fakeStatus) Set(uid types.UID, _ *v1.Pod, st v1.PodStatus) { f.last[uid] = st }
-func (f *fakeStatus) Forget(uid types.UID)                            { delete(f.last, uid) }
+func (f *fakeStatus) Forget(uid types.UID)                          { delete(f.last, uid) }
 
 type fakeDeleter struct{ deleted []types.UID }
 
