@@ -36,11 +36,20 @@ func (s *Sections) Install(cmd *cobra.Command) {
 	for _, name := range s.order {
 		cmd.Flags().AddFlagSet(s.sets[name])
 	}
+	// Subcommands inherit these functions; they keep cobra's own layout.
+	defaultUsage, defaultHelp := cmd.UsageFunc(), cmd.HelpFunc()
 	cmd.SetUsageFunc(func(c *cobra.Command) error {
+		if c != cmd {
+			return defaultUsage(c)
+		}
 		s.printUsage(c.OutOrStderr(), c)
 		return nil
 	})
-	cmd.SetHelpFunc(func(c *cobra.Command, _ []string) {
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if c != cmd {
+			defaultHelp(c, args)
+			return
+		}
 		out := c.OutOrStdout()
 		if c.Long != "" {
 			fmt.Fprintln(out, strings.TrimSpace(c.Long))
