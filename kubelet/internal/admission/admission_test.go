@@ -46,8 +46,16 @@ func TestAdmit(t *testing.T) {
 		{name: "too much cpu next to others", pod: podWith("p", "1500m", ""), active: []*v1.Pod{podWith("q", "1", "")}, want: "OutOfcpu"},
 		{name: "more memory than the node has", pod: podWith("p", "", "5Gi"), want: "OutOfmemory"},
 		{name: "pods limit", pod: podWith("p", "", ""), active: []*v1.Pod{podWith("a", "", ""), podWith("b", "", ""), podWith("c", "", "")}, want: "OutOfpods"},
-		{name: "nodeSelector matches", pod: func() *v1.Pod { p := podWith("p", "", ""); p.Spec.NodeSelector = map[string]string{"zone": "a"}; return p }()},
-		{name: "nodeSelector mismatch", pod: func() *v1.Pod { p := podWith("p", "", ""); p.Spec.NodeSelector = map[string]string{"zone": "b"}; return p }(), want: "NodeAffinity"},
+		{name: "nodeSelector matches", pod: func() *v1.Pod {
+			p := podWith("p", "", "")
+			p.Spec.NodeSelector = map[string]string{"zone": "a"}
+			return p
+		}()},
+		{name: "nodeSelector mismatch", pod: func() *v1.Pod {
+			p := podWith("p", "", "")
+			p.Spec.NodeSelector = map[string]string{"zone": "b"}
+			return p
+		}(), want: "NodeAffinity"},
 		{name: "affinity In matches", pod: affinity(podWith("p", "", ""), v1.NodeSelectorOpIn, "zone", "a", "b")},
 		{name: "affinity NotIn fails", pod: affinity(podWith("p", "", ""), v1.NodeSelectorOpNotIn, "zone", "a"), want: "NodeAffinity"},
 		{name: "affinity Gt", pod: affinity(podWith("p", "", ""), v1.NodeSelectorOpGt, "gen", "4")},
