@@ -28,6 +28,9 @@ type HealthRecorder interface {
 	Updated()
 }
 
+// nodeHealthSetter is an optional part of HealthRecorder.
+type nodeHealthSetter interface{ SetNodeHealthy(bool) }
+
 // ServiceHealth serves the health-check node ports of
 // externalTrafficPolicy=Local services.
 type ServiceHealth interface {
@@ -205,6 +208,10 @@ func (p *Proxier) OnEndpointSlicesSynced() {
 func (p *Proxier) OnNodeUpdate(node *v1.Node) {
 	if node == nil || node.Name != p.cfg.NodeName {
 		return
+	}
+	if nh, ok := p.deps.Health.(nodeHealthSetter); ok {
+		// A Node being deleted should stop receiving load-balancer traffic.
+		nh.SetNodeHealthy(node.DeletionTimestamp == nil)
 	}
 	info := changes.NodeInfoOf(node)
 	p.mu.Lock()

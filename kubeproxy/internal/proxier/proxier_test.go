@@ -73,7 +73,10 @@ func (f *fakeDataplane) none(t *testing.T, during time.Duration) {
 type fakeHealth struct {
 	mu              sync.Mutex
 	queued, updated int
+	nodeUnhealthy   bool
 }
+
+func (h *fakeHealth) SetNodeHealthy(ok bool) { h.mu.Lock(); h.nodeUnhealthy = !ok; h.mu.Unlock() }
 
 func (h *fakeHealth) QueuedUpdate() { h.mu.Lock(); h.queued++; h.mu.Unlock() }
 func (h *fakeHealth) Updated()      { h.mu.Lock(); h.updated++; h.mu.Unlock() }
@@ -318,6 +321,13 @@ func TestRunnerServiceHealthAndNode(t *testing.T) {
 		t.Errorf("after node change: full=%v NodeIPs=%v", c.full, c.plan.NodeIPs)
 	}
 	// Other nodes are ignored.
-	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other"}})
+	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other", DeletionTimestamp: &metav1.Time{}}})
 	h.dp.none(t, 100*time.Millisecond)
+	// A Node being deleted turns healthz's nodeHealthy off; rules stay.
+	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "me", DeletionTimestamp: &metav1.Time{Time: time.Now()}}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.168.1.6"}}}})
+	h.health.mu.Lock()
+	if !h.health.nodeUnhealthy {
+		t.Error("deleting node not reported unhealthy")
+	}
+	h.health.mu.Unlock()
 }
