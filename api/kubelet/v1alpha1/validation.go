@@ -228,11 +228,40 @@ func validateLabels(m map[string]string, p *field.Path) field.ErrorList {
 		for _, msg := range validation.IsQualifiedName(k) {
 			errs = append(errs, field.Invalid(p.Key(k), k, msg))
 		}
+		if !selfSettableLabel(k) {
+			errs = append(errs, field.Forbidden(p.Key(k), "a node may not set labels in the kubernetes.io or k8s.io namespaces except "+
+				"the well-known topology, os, arch, instance-type and hostname labels and those under kubelet.kubernetes.io/ and node.kubernetes.io/; "+
+				"the NodeRestriction admission plugin would refuse the Node (node-role.kubernetes.io/* labels are set by an administrator)"))
+		}
 		for _, msg := range validation.IsValidLabelValue(m[k]) {
 			errs = append(errs, field.Invalid(p.Key(k), m[k], msg))
 		}
 	}
 	return errs
+}
+
+// selfSettableLabel reports whether a kubelet may set the label on its own Node, following the rules
+// of upstream's NodeRestriction admission plugin.
+func selfSettableLabel(key string) bool {
+	ns, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return true
+	}
+	reserved := func(domain string) bool { return ns == domain || strings.HasSuffix(ns, "."+domain) }
+	if !reserved("kubernetes.io") && !reserved("k8s.io") {
+		return true
+	}
+	if reserved("kubelet.kubernetes.io") || reserved("node.kubernetes.io") {
+		return true
+	}
+	switch key {
+	case "kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch",
+		"beta.kubernetes.io/os", "beta.kubernetes.io/arch", "beta.kubernetes.io/instance-type",
+		"topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+		"failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region":
+		return true
+	}
+	return false
 }
 
 func validateBackOff(b CrashLoopBackOffConfig, p *field.Path) field.ErrorList {

@@ -48,6 +48,12 @@ func TestValidate(t *testing.T) {
 			c.RegisterWithTaints = []Taint{{Key: "ok", Effect: "NoSchedule"}, {Key: "bad key", Effect: "Never"}}
 		}, []string{"registerWithTaints[1].effect", "registerWithTaints[1].key"}},
 		{"labels", func(c *KubeletConfiguration) { c.NodeLabels = map[string]string{"a/b/c": "x", "ok": "bad value!"} }, []string{"nodeLabels[a/b/c]", "nodeLabels[ok]"}},
+		{"well-known labels a node may set", func(c *KubeletConfiguration) {
+			c.NodeLabels = map[string]string{"topology.kubernetes.io/zone": "a", "node.kubernetes.io/instance-type": "m5", "kubelet.kubernetes.io/x": "y", "example.com/k8s.io": "z"}
+		}, nil},
+		{"reserved labels", func(c *KubeletConfiguration) {
+			c.NodeLabels = map[string]string{"node-role.kubernetes.io/worker": "", "kubernetes.io/role": "x", "foo.k8s.io/a": "b", "node-restriction.kubernetes.io/x": "y"}
+		}, []string{"nodeLabels[foo.k8s.io/a]", "nodeLabels[kubernetes.io/role]", "nodeLabels[node-restriction.kubernetes.io/x]", "nodeLabels[node-role.kubernetes.io/worker]"}},
 		{"image GC thresholds out of order", func(c *KubeletConfiguration) {
 			c.ImageGCHighThresholdPercent = i32(50)
 			c.ImageGCLowThresholdPercent = i32(60)
