@@ -2,5 +2,5 @@ package app
 
 import "github.com/spf13/cobra"
 
-// subcommands returns kube-proxy's subcommands. The proxy core replaces this file to add `cleanup`.
-func subcommands(_ *Options) []*cobra.Command { return nil }
+// subcommands returns kube-proxy's subcommands.
+func subcommands(_ *Options) []*cobra.Command { return []*cobra.Command{newCleanupCommand()} }
