@@ -232,6 +232,12 @@ func (p *Proxier) OnNodeUpdate(node *v1.Node) {
 // back-off, fully. It never flushes rules on errors or when the API server
 // is unreachable: without events, nothing changes.
 func (p *Proxier) Run(ctx context.Context) error {
+	if p.deps.Health != nil {
+		// The first sync is pending from the start: if the informers never
+		// sync, healthz fails after the timeout rather than passing with no
+		// rules programmed.
+		p.deps.Health.QueuedUpdate()
+	}
 	for !p.ready() {
 		select {
 		case <-ctx.Done():

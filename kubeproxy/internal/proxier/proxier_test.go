@@ -180,6 +180,11 @@ func TestRunnerWaitsForSyncThenPartialSyncs(t *testing.T) {
 	h.p.OnServiceUpdate(nil, b)
 	h.p.OnServicesSynced()
 	h.dp.none(t, 100*time.Millisecond) // slices not synced yet
+	h.health.mu.Lock()
+	if h.health.queued == 0 || h.health.updated != 0 {
+		t.Errorf("before the first sync: queued %d updated %d; want the first sync pending", h.health.queued, h.health.updated)
+	}
+	h.health.mu.Unlock()
 	h.p.OnEndpointSliceUpdate(endpointSlice("a", v1.ProtocolTCP, "me", "10.0.0.1"), false)
 	h.p.OnEndpointSlicesSynced()
 
