@@ -120,12 +120,14 @@ func (f *File) Has(path string) bool { _, ok := f.lines[path]; return ok }
 // FieldProblems turns validation errors into problems located in this file. Errors on fields that
 // already have a decoding problem are dropped: the value they judge is not the one the user wrote.
 func (f *File) FieldProblems(errs field.ErrorList, decoding []Problem) []Problem {
-	return FieldProblems(errs, decoding, f.Line)
+	return FieldProblems(errs, decoding, f.Line, nil)
 }
 
-// FieldProblems turns validation errors into problems; line (may be nil) locates a field path.
-// Errors on fields that already have a decoding problem are dropped.
-func FieldProblems(errs field.ErrorList, decoding []Problem, line func(string) int) []Problem {
+// FieldProblems turns validation errors into problems. line (may be nil) locates a field path in the
+// file; fromFlags (may be nil) tells which fields the command line set, whose problems are then
+// attributed to the command line rather than to a line of the file. Errors on fields that already
+// have a decoding problem are dropped.
+func FieldProblems(errs field.ErrorList, decoding []Problem, line func(string) int, fromFlags func(string) bool) []Problem {
 	bad := map[string]bool{}
 	for _, p := range decoding {
 		bad[p.Field] = true
@@ -136,7 +138,10 @@ func FieldProblems(errs field.ErrorList, decoding []Problem, line func(string) i
 			continue
 		}
 		p := Problem{Field: e.Field, Message: e.ErrorBody()}
-		if line != nil {
+		switch {
+		case fromFlags != nil && fromFlags(e.Field):
+			p.Message += " (set on the command line)"
+		case line != nil:
 			p.Line = line(e.Field)
 		}
 		out = append(out, p)

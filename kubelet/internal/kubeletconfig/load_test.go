@@ -135,6 +135,10 @@ func TestLoadWithOverrides(t *testing.T) {
 	if _, _, err := LoadWithOverrides("", bad); err == nil || !strings.Contains(err.Error(), "kubelet configuration from flags: port") {
 		t.Fatalf("overridden values must be validated: %v", err)
 	}
+	_, _, err = LoadWithOverrides("testdata/native.yaml", func(c *v1alpha1.KubeletConfiguration) error { c.MaxPods = -1; return nil })
+	if err == nil || !strings.Contains(err.Error(), "testdata/native.yaml: maxPods: Invalid value: -1: must be at least 1 (set on the command line)") {
+		t.Fatalf("a bad flag value must be blamed on the command line, not on the file's line: %v", err)
+	}
 	c, _, err = LoadWithOverrides("", nil)
 	if err != nil || c.Port != 10250 {
 		t.Fatalf("no file means defaults: %v", err)

@@ -38,13 +38,21 @@ func LoadWithOverrides(path string, override func(*proxyv1alpha1.KubeProxyConfig
 		line = f.Line
 		warnings, problems = decode(f, cfg)
 	}
+	var fromFlags func(string) bool
 	if override != nil {
+		snap, err := config.Take(cfg)
+		if err != nil {
+			return nil, warnings, err
+		}
 		if err := override(cfg); err != nil {
+			return nil, warnings, err
+		}
+		if fromFlags, err = snap.Changed(cfg); err != nil {
 			return nil, warnings, err
 		}
 	}
 	proxyv1alpha1.SetDefaults(cfg)
-	problems = append(problems, config.FieldProblems(proxyv1alpha1.Validate(cfg), problems, line)...)
+	problems = append(problems, config.FieldProblems(proxyv1alpha1.Validate(cfg), problems, line, fromFlags)...)
 	if err := config.NewError(source, problems); err != nil {
 		return nil, warnings, err
 	}
