@@ -97,7 +97,7 @@ type Backend struct {
 	masqAll     bool
 	services    map[plan.ServicePortName]*serviceState
 	addrCount   map[netip.Addr]int
-	elemCount   map[Element]int
+	elemCount   map[elemKey]int
 	owned       map[VSKey]bool
 	terminating map[rsRef]time.Time
 }
@@ -150,7 +150,7 @@ func NewWithKernel(cfg Config, log *zap.Logger, k Kernel, fw Firewall) (*Backend
 		cfg: cfg, log: log.Named("ipvs"), kernel: k, fw: fw, close: func() {}, now: time.Now,
 		services:    map[plan.ServicePortName]*serviceState{},
 		addrCount:   map[netip.Addr]int{},
-		elemCount:   map[Element]int{},
+		elemCount:   map[elemKey]int{},
 		owned:       map[VSKey]bool{},
 		terminating: map[rsRef]time.Time{},
 	}, nil
@@ -251,10 +251,11 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 		return err
 	}
 	nodeIPsChanged := !slices.Equal(nodeIPs, b.nodeIPs)
-	states := make(map[plan.ServicePortName]*serviceState, len(p.Services))
-	desired := map[VSKey]*desiredVS{}
-	addrCount := map[netip.Addr]int{}
-	elemCount := map[Element]int{}
+	n := len(p.Services)
+	states := make(map[plan.ServicePortName]*serviceState, n)
+	desired := make(map[VSKey]*desiredVS, n+n/2)
+	addrCount := make(map[netip.Addr]int, n)
+	elemCount := make(map[elemKey]int, len(b.elemCount)+n)
 	for name, s := range p.Services {
 		st := b.services[name]
 		if st == nil || nodeIPsChanged || !st.svc.Equal(s) {
@@ -268,19 +269,23 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 			addrCount[a]++
 		}
 		for _, e := range st.elems {
-			elemCount[e]++
+			elemCount[e.key()]++
 		}
 	}
 
 	var errs []error
-	devAddrs, err := b.kernel.DeviceAddresses(b.cfg.Device)
+	devList, err := b.kernel.DeviceAddresses(b.cfg.Device)
 	if err != nil {
 		return err
+	}
+	devAddrs := make(map[netip.Addr]bool, len(devList))
+	for _, a := range devList {
+		devAddrs[a] = true
 	}
 	// Virtual servers are ours when their address is a service address on
 	// our device, a node address we serve node ports on, or one we made.
 	ours := map[netip.Addr]bool{}
-	for _, a := range devAddrs {
+	for a := range devAddrs {
 		ours[a] = true
 	}
 	for _, a := range nodeIPs {
@@ -293,7 +298,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	if err != nil {
 		return err
 	}
-	existing := map[VSKey]*VirtualServer{}
+	existing := make(map[VSKey]*VirtualServer, len(cur))
 	for _, vs := range cur {
 		if !b.inFamily(vs.Address) {
 			continue
@@ -320,13 +325,13 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	// Addresses after virtual servers: new ones start answering only once
 	// IPVS would balance them.
 	for a := range addrCount {
-		if !slices.Contains(devAddrs, a) {
+		if !devAddrs[a] {
 			if err := b.kernel.AddDeviceAddress(b.cfg.Device, a); err != nil && !errors.Is(err, ErrExist) {
 				errs = append(errs, err)
 			}
 		}
 	}
-	for _, a := range devAddrs {
+	for a := range devAddrs {
 		if b.inFamily(a) && addrCount[a] == 0 {
 			if err := b.kernel.DeleteDeviceAddress(b.cfg.Device, a); err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, err)
@@ -337,7 +342,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	rs := &Ruleset{IPv6: b.cfg.Family == plan.IPv6, ClusterCIDRs: p.ClusterCIDRs, MasqueradeAll: p.MasqueradeAll}
 	rs.Elements = make([]Element, 0, len(elemCount))
 	for e := range elemCount {
-		rs.Elements = append(rs.Elements, e)
+		rs.Elements = append(rs.Elements, e.elem())
 	}
 	if err := b.fw.Replace(rs); err != nil {
 		errs = append(errs, err)
@@ -446,15 +451,15 @@ func (b *Backend) moveAddrs(old, st *serviceState) error {
 // moveElems returns the set elements to add and delete when a service's
 // share changes from old to new; shared elements are reference-counted.
 func (b *Backend) moveElems(old, st *serviceState) (add, del []Element) {
-	delta := map[Element]int{}
+	delta := map[elemKey]int{}
 	if st != nil {
 		for _, e := range st.elems {
-			delta[e]++
+			delta[e.key()]++
 		}
 	}
 	if old != nil {
 		for _, e := range old.elems {
-			delta[e]--
+			delta[e.key()]--
 		}
 	}
 	for e, d := range delta {
@@ -470,9 +475,9 @@ func (b *Backend) moveElems(old, st *serviceState) (add, del []Element) {
 		}
 		switch {
 		case before == 0 && after > 0:
-			add = append(add, e)
+			add = append(add, e.elem())
 		case before > 0 && after <= 0:
-			del = append(del, e)
+			del = append(del, e.elem())
 		}
 	}
 	return add, del
@@ -519,14 +524,13 @@ func (b *Backend) ensureVS(d *desiredVS, cur *VirtualServer) error {
 		}
 	}
 	var errs []error
-	want := make(map[netip.AddrPort]bool, len(d.rss))
-	for _, ep := range d.rss {
-		want[ep] = true
-	}
+	// Endpoint lists are short: match by scanning, without a map per
+	// virtual server (this loop runs for every virtual server on a resync).
+	found := make([]bool, len(d.rss))
 	for _, rs := range have {
 		k := rs.Key()
-		if want[k] {
-			delete(want, k)
+		if i := slices.Index(d.rss, k); i >= 0 && !found[i] {
+			found[i] = true
 			delete(b.terminating, rsRef{key, k})
 			if rs.Weight != 1 {
 				if err := b.kernel.UpdateRealServer(key, &RealServer{Address: k.Addr(), Port: k.Port(), Weight: 1}); err != nil {
@@ -539,8 +543,8 @@ func (b *Backend) ensureVS(d *desiredVS, cur *VirtualServer) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, ep := range d.rss {
-		if !want[ep] {
+	for i, ep := range d.rss {
+		if found[i] || slices.Index(d.rss, ep) != i { // skip duplicates
 			continue
 		}
 		if err := b.kernel.AddRealServer(key, &RealServer{Address: ep.Addr(), Port: ep.Port(), Weight: 1}); err != nil {
@@ -660,7 +664,7 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 	}
 	b.synced = false
 	b.services = map[plan.ServicePortName]*serviceState{}
-	b.addrCount, b.elemCount = map[netip.Addr]int{}, map[Element]int{}
+	b.addrCount, b.elemCount = map[netip.Addr]int{}, map[elemKey]int{}
 	b.owned, b.terminating = map[VSKey]bool{}, map[rsRef]time.Time{}
 	b.nodeIPs, b.cidrs = nil, nil
 	return errors.Join(errs...)

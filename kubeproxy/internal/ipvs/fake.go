@@ -13,7 +13,7 @@ import (
 type Fake struct {
 	mu      sync.Mutex
 	vs      map[VSKey]*fakeVS
-	devices map[string][]netip.Addr
+	devices map[string]map[netip.Addr]bool
 	local   []netip.Addr
 	sysctls map[string]string
 	// Calls counts mutating calls by method name.
@@ -31,7 +31,7 @@ var _ Kernel = (*Fake)(nil)
 func NewFake() *Fake {
 	return &Fake{
 		vs:      map[VSKey]*fakeVS{},
-		devices: map[string][]netip.Addr{},
+		devices: map[string]map[netip.Addr]bool{},
 		sysctls: map[string]string{},
 		Calls:   map[string]int{},
 	}
@@ -216,7 +216,7 @@ func (f *Fake) EnsureDevice(name string) error {
 	defer f.mu.Unlock()
 	if _, ok := f.devices[name]; !ok {
 		f.Calls["EnsureDevice"]++
-		f.devices[name] = []netip.Addr{}
+		f.devices[name] = map[netip.Addr]bool{}
 	}
 	return nil
 }
@@ -232,11 +232,15 @@ func (f *Fake) DeleteDevice(name string) error {
 func (f *Fake) DeviceAddresses(name string) ([]netip.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	a, ok := f.devices[name]
+	as, ok := f.devices[name]
 	if !ok {
 		return nil, fmt.Errorf("link %q: %w", name, ErrNotFound)
 	}
-	return slices.Clone(a), nil
+	out := make([]netip.Addr, 0, len(as))
+	for a := range as {
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func (f *Fake) AddDeviceAddress(name string, a netip.Addr) error {
@@ -247,10 +251,10 @@ func (f *Fake) AddDeviceAddress(name string, a netip.Addr) error {
 	if !ok {
 		return fmt.Errorf("add address %s to link %q: %w", a, name, ErrNotFound)
 	}
-	if slices.Contains(as, a) {
+	if as[a] {
 		return fmt.Errorf("add address %s to link %q: %w", a, name, ErrExist)
 	}
-	f.devices[name] = append(as, a)
+	as[a] = true
 	return nil
 }
 
@@ -262,11 +266,10 @@ func (f *Fake) DeleteDeviceAddress(name string, a netip.Addr) error {
 	if !ok {
 		return fmt.Errorf("delete address %s from link %q: %w", a, name, ErrNotFound)
 	}
-	i := slices.Index(as, a)
-	if i < 0 {
+	if !as[a] {
 		return fmt.Errorf("delete address %s from link %q: %w", a, name, ErrNotFound)
 	}
-	f.devices[name] = slices.Delete(as, i, i+1)
+	delete(as, a)
 	return nil
 }
 

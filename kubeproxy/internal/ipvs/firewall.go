@@ -10,30 +10,39 @@ import (
 )
 
 // SetName names one of the support rules' sets. The rules themselves are
-// fixed; syncing services only changes set elements.
-type SetName string
+// fixed; syncing services only changes set elements. (A small integer keeps
+// element map keys cheap to hash at 100k elements.)
+type SetName uint8
 
 const (
 	// SetServiceVIPs: every (address, protocol, port) IPVS serves. Traffic
 	// from the node itself to them is masqueraded, and everything with
 	// MasqueradeAll.
-	SetServiceVIPs SetName = "service-vips"
+	SetServiceVIPs SetName = iota + 1
 	// SetClusterVIPs: cluster IP ports, masqueraded when the source is
 	// outside the cluster CIDRs.
-	SetClusterVIPs SetName = "cluster-vips"
+	SetClusterVIPs
 	// SetExternalMasq: external/LB IP and node-port destinations of
 	// externalTrafficPolicy=Cluster services, always masqueraded.
-	SetExternalMasq SetName = "external-masq"
+	SetExternalMasq
 	// SetHairpin: (endpoint, protocol, port, endpoint) -- an endpoint that
 	// reached itself through a service is masqueraded.
-	SetHairpin SetName = "hairpin"
+	SetHairpin
 	// SetReject / SetDrop: destinations with no endpoints (new connections
 	// are rejected / dropped, like upstream).
-	SetReject SetName = "no-endpoints-reject"
-	SetDrop   SetName = "no-endpoints-drop"
+	SetReject
+	SetDrop
 	// SetNodePorts: (protocol, port) accepted on input.
-	SetNodePorts SetName = "node-ports"
+	SetNodePorts
 )
+
+var setNames = map[SetName]string{
+	SetServiceVIPs: "service-vips", SetClusterVIPs: "cluster-vips", SetExternalMasq: "external-masq",
+	SetHairpin: "hairpin", SetReject: "no-endpoints-reject", SetDrop: "no-endpoints-drop", SetNodePorts: "node-ports",
+}
+
+// String returns the nftables set name.
+func (s SetName) String() string { return setNames[s] }
 
 var allSets = []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetHairpin, SetReject, SetDrop, SetNodePorts}
 
@@ -52,6 +61,45 @@ func (e Element) String() string {
 		s += " . " + e.Addr2.String()
 	}
 	return s + "}"
+}
+
+// elemKey is Element without pointers (netip.Addr holds one): maps of
+// 100k+ elements then hash plain memory and cost the GC nothing to scan.
+type elemKey struct {
+	set   SetName
+	proto uint8
+	port  uint16
+	v6    bool
+	a, a2 [16]byte
+}
+
+func (e Element) key() elemKey {
+	k := elemKey{set: e.Set, proto: e.Proto, port: e.Port, v6: e.Addr.Is6()}
+	if e.Addr.IsValid() {
+		k.a = e.Addr.As16()
+	}
+	if e.Addr2.IsValid() {
+		k.a2 = e.Addr2.As16()
+	}
+	return k
+}
+
+func (k elemKey) elem() Element {
+	e := Element{Set: k.set, Proto: k.proto, Port: k.port}
+	addr := func(b [16]byte) netip.Addr {
+		a := netip.AddrFrom16(b)
+		if !k.v6 {
+			a = a.Unmap()
+		}
+		return a
+	}
+	if k.set != SetNodePorts {
+		e.Addr = addr(k.a)
+	}
+	if k.set == SetHairpin {
+		e.Addr2 = addr(k.a2)
+	}
+	return e
 }
 
 // Ruleset is the whole support table.
@@ -76,13 +124,13 @@ type FakeFirewall struct {
 	mu                sync.Mutex
 	exists            bool
 	rs                Ruleset
-	elems             map[Element]bool
+	elems             map[elemKey]bool
 	Replaces, Updates int
 }
 
 var _ Firewall = (*FakeFirewall)(nil)
 
-func NewFakeFirewall() *FakeFirewall { return &FakeFirewall{elems: map[Element]bool{}} }
+func NewFakeFirewall() *FakeFirewall { return &FakeFirewall{elems: map[elemKey]bool{}} }
 
 func (f *FakeFirewall) Replace(r *Ruleset) error {
 	f.mu.Lock()
@@ -90,9 +138,9 @@ func (f *FakeFirewall) Replace(r *Ruleset) error {
 	f.Replaces++
 	f.exists = true
 	f.rs = Ruleset{IPv6: r.IPv6, ClusterCIDRs: slices.Clone(r.ClusterCIDRs), MasqueradeAll: r.MasqueradeAll}
-	f.elems = map[Element]bool{}
+	f.elems = make(map[elemKey]bool, len(r.Elements))
 	for _, e := range r.Elements {
-		f.elems[e] = true
+		f.elems[e.key()] = true
 	}
 	return nil
 }
@@ -106,20 +154,20 @@ func (f *FakeFirewall) Update(add, del []Element) error {
 	f.Updates++
 	// Like the kernel, a failing element fails the whole transaction.
 	for _, e := range del {
-		if !f.elems[e] {
+		if !f.elems[e.key()] {
 			return fmt.Errorf("delete element %s: %w", e, ErrNotFound)
 		}
 	}
 	for _, e := range add {
-		if f.elems[e] && !slices.Contains(del, e) {
+		if f.elems[e.key()] && !slices.Contains(del, e) {
 			return fmt.Errorf("add element %s: %w", e, ErrExist)
 		}
 	}
 	for _, e := range del {
-		delete(f.elems, e)
+		delete(f.elems, e.key())
 	}
 	for _, e := range add {
-		f.elems[e] = true
+		f.elems[e.key()] = true
 	}
 	return nil
 }
@@ -128,7 +176,7 @@ func (f *FakeFirewall) Cleanup() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.exists = false
-	f.elems = map[Element]bool{}
+	f.elems = map[elemKey]bool{}
 	return nil
 }
 
@@ -143,7 +191,7 @@ func (f *FakeFirewall) Exists() bool {
 func (f *FakeFirewall) Has(e Element) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.elems[e]
+	return f.elems[e.key()]
 }
 
 // Len returns the number of programmed elements.
@@ -169,7 +217,7 @@ func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endp
 		return v
 	}
 	proto := uint8(unix.IPPROTO_TCP)
-	key := func(set SetName) Element { return Element{Set: set, Addr: dst, Proto: proto, Port: port} }
+	key := func(set SetName) elemKey { return Element{Set: set, Addr: dst, Proto: proto, Port: port}.key() }
 	if !local {
 		v.Reject = f.elems[key(SetReject)]
 		v.Drop = f.elems[key(SetDrop)]
@@ -184,7 +232,7 @@ func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endp
 	if f.elems[key(SetExternalMasq)] {
 		mark = true
 	}
-	hair := endpoint.IsValid() && f.elems[Element{Set: SetHairpin, Addr: endpoint.Addr(), Proto: proto, Port: endpoint.Port(), Addr2: src}]
+	hair := endpoint.IsValid() && f.elems[Element{Set: SetHairpin, Addr: endpoint.Addr(), Proto: proto, Port: endpoint.Port(), Addr2: src}.key()]
 	v.Masquerade = mark || hair
 	return v
 }

@@ -92,11 +92,11 @@ func (n *Nftables) setDefs() map[SetName]*nftables.Set {
 	vip := nftables.MustConcatSetType(a, nftables.TypeInetProto, nftables.TypeInetService)
 	m := map[SetName]*nftables.Set{}
 	for _, s := range []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetReject, SetDrop} {
-		m[s] = &nftables.Set{Table: n.table, Name: string(s), KeyType: vip, Concatenation: true}
+		m[s] = &nftables.Set{Table: n.table, Name: s.String(), KeyType: vip, Concatenation: true}
 	}
-	m[SetHairpin] = &nftables.Set{Table: n.table, Name: string(SetHairpin), Concatenation: true,
+	m[SetHairpin] = &nftables.Set{Table: n.table, Name: SetHairpin.String(), Concatenation: true,
 		KeyType: nftables.MustConcatSetType(a, nftables.TypeInetProto, nftables.TypeInetService, a)}
-	m[SetNodePorts] = &nftables.Set{Table: n.table, Name: string(SetNodePorts), Concatenation: true,
+	m[SetNodePorts] = &nftables.Set{Table: n.table, Name: SetNodePorts.String(), Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)}
 	return m
 }
@@ -277,7 +277,7 @@ func (n *Nftables) Replace(r *Ruleset) error {
 	rule(post, cat(hasMark(), masq))
 	w := n.addrLen() / 4
 	rule(post, cat([]expr.Any{n.daddr(reg32), l4proto(reg32 + w), dport(reg32 + w + 1), n.saddr(reg32 + w + 2),
-		&expr.Lookup{SourceRegister: reg32, SetName: string(SetHairpin), SetID: n.sets[SetHairpin].ID}}, masq))
+		&expr.Lookup{SourceRegister: reg32, SetName: SetHairpin.String(), SetID: n.sets[SetHairpin].ID}}, masq))
 
 	rejectCode := uint8(3) // ICMP port unreachable
 	if n.ipv6 {
@@ -287,7 +287,7 @@ func (n *Nftables) Replace(r *Ruleset) error {
 		[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: rejectCode}}))
 	rule(in, cat(ctState(expr.CtStateBitNEW), n.matchVIP(n.sets[SetDrop]), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}))
 	rule(in, cat([]expr.Any{l4proto(reg32), dport(reg32 + 1),
-		&expr.Lookup{SourceRegister: reg32, SetName: string(SetNodePorts), SetID: n.sets[SetNodePorts].ID},
+		&expr.Lookup{SourceRegister: reg32, SetName: SetNodePorts.String(), SetID: n.sets[SetNodePorts].ID},
 		&expr.Verdict{Kind: expr.VerdictAccept}}))
 	rule(fwd, cat(ctState(expr.CtStateBitINVALID), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}))
 
