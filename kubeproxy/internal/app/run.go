@@ -70,9 +70,10 @@ func run(ctx context.Context, _ *Options, cfg *proxyv1alpha1.KubeProxyConfigurat
 	svcHealth := healthcheck.NewServiceHealth(log.Named("healthcheck"), "", health)
 	defer svcHealth.Close()
 	p, err := proxier.New(log.Named("proxier"), proxier.Config{
-		NodeName:      nodeName,
-		MinSyncPeriod: minSyncPeriod,
-		SyncPeriod:    syncPeriod,
+		NodeName:        nodeName,
+		MinSyncPeriod:   minSyncPeriod,
+		SyncPeriod:      syncPeriod,
+		FallbackNodeIPs: fallbackNodeIPs(cfg.BindAddress),
 		Plan: plan.Config{
 			NodePortPrimary: npPrimary,
 			NodePortCIDRs:   npCIDRs,
@@ -254,4 +255,13 @@ func (interfaceAddrs) LocalAddrs() ([]netip.Addr, error) {
 		return nil, errors.New("no interface addresses")
 	}
 	return out, nil
+}
+
+// fallbackNodeIPs is bindAddress when it names one address of this node.
+func fallbackNodeIPs(bindAddress string) []netip.Addr {
+	a, err := netip.ParseAddr(bindAddress)
+	if err != nil || a.IsUnspecified() {
+		return nil
+	}
+	return []netip.Addr{a.Unmap()}
 }

@@ -62,6 +62,9 @@ type Config struct {
 	// doubling up to SyncPeriod).
 	RetryInitial time.Duration
 	Plan         plan.Config
+	// FallbackNodeIPs are the node's primary addresses while its Node
+	// object has no InternalIP (e.g. a specific bindAddress).
+	FallbackNodeIPs []netip.Addr
 }
 
 // Deps are the Proxier's collaborators. Dataplanes is required (one per
@@ -316,7 +319,7 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 		changed[n] = struct{}{}
 	}
 
-	if (full || nodeChanged || p.localAddr == nil) && p.deps.Addrs != nil {
+	if (full || nodeChanged || p.localAddr == nil) && p.deps.Addrs != nil && len(p.cfg.Plan.NodePortCIDRs) > 0 {
 		addrs, err := p.deps.Addrs.LocalAddrs()
 		if err != nil {
 			return fmt.Errorf("listing local addresses: %w", err)
@@ -324,6 +327,9 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 		p.localAddr = addrs
 	}
 	facts := plan.NodeFacts{PrimaryIPs: node.InternalIPs, LocalAddrs: p.localAddr}
+	if len(facts.PrimaryIPs) == 0 {
+		facts.PrimaryIPs = p.cfg.FallbackNodeIPs
+	}
 	rebuild := full || nodeChanged
 
 	var errs []error

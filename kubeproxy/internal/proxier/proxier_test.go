@@ -336,3 +336,44 @@ func TestRunnerServiceHealthAndNode(t *testing.T) {
 	}
 	h.health.mu.Unlock()
 }
+
+type fakeAddrs struct{ calls int }
+
+func (f *fakeAddrs) LocalAddrs() ([]netip.Addr, error) {
+	f.calls++
+	return []netip.Addr{netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("172.16.0.1")}, nil
+}
+
+func TestRunnerNodeAddresses(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       Config
+		wantIPs   []string
+		wantCalls bool
+	}{
+		{name: "no Node: fallback address", cfg: Config{FallbackNodeIPs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}, wantIPs: []string{"192.0.2.1"}},
+		{name: "CIDRs select interface addresses", cfg: Config{Plan: plan.Config{NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}, wantIPs: []string{"10.1.2.3"}, wantCalls: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addrs := &fakeAddrs{}
+			tc.cfg.SyncPeriod = time.Hour
+			h := start(t, tc.cfg, Deps{Addrs: addrs})
+			h.p.OnServicesSynced()
+			h.p.OnEndpointSlicesSynced()
+			c := h.dp.next(t, time.Second)
+			var got []string
+			for _, a := range c.plan.NodeIPs {
+				got = append(got, a.String())
+			}
+			if len(got) != len(tc.wantIPs) || (len(got) > 0 && got[0] != tc.wantIPs[0]) {
+				t.Errorf("NodeIPs = %v, want %v", got, tc.wantIPs)
+			}
+			h.cancel()
+			<-h.done
+			if (addrs.calls > 0) != tc.wantCalls {
+				t.Errorf("interface addresses listed %d times, want calls=%v", addrs.calls, tc.wantCalls)
+			}
+		})
+	}
+}
