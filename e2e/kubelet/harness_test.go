@@ -1,0 +1,457 @@
+// Package kubelet holds the kubelet's end-to-end tests: the real kubelet binary as a process,
+// against real containerd + runc + CNI (e2e/nodeenv), local images (e2e/images) and, for the
+// tests that need an API server, the local control plane (e2e/cluster).
+package kubelet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubenode/kubenode/e2e/cluster"
+	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/nodeenv"
+)
+
+// Environment variables the make target sets.
+const (
+	kubeletBinEnv = "KUBENODE_KUBELET_BIN"
+	cpBinEnv      = "KUBENODE_CONTROLPLANE_BIN"
+)
+
+// node is one kubelet under test with everything it runs on.
+type node struct {
+	name       string
+	stateDir   string
+	rootDir    string
+	staticDir  string
+	cgroupRoot string
+	configFile string
+	kubeconfig string // empty: standalone
+	nodeIP     string
+	healthz    int
+	env        *nodeenv.Env
+	cluster    *cluster.Cluster
+	admin      kubernetes.Interface
+	log        *zap.Logger
+
+	cmd     *exec.Cmd
+	logFile *os.File
+	exited  chan struct{}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (containerd, CNI, cgroups)")
+	}
+	for _, bin := range []string{"containerd", "runc", "/usr/lib/cni/bridge", "/bin/busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins busybox-static", bin)
+		}
+	}
+}
+
+func kubeletBin(t *testing.T) string {
+	t.Helper()
+	b := os.Getenv(kubeletBinEnv)
+	if b == "" {
+		t.Skipf("%s not set: run through make test-e2e-kubelet (it builds bin/kubelet)", kubeletBinEnv)
+	}
+	abs, err := filepath.Abs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Fatalf("%s: %v", kubeletBinEnv, err)
+	}
+	return abs
+}
+
+func randomHex(t *testing.T, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func cacheDir() string {
+	if c := os.Getenv("KUBENODE_CACHE"); c != "" {
+		return filepath.Join(c, "images")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "kubenode", "images")
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// hostIP is the address the node registers: the one with the default route.
+func hostIP(t *testing.T) string {
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err == nil {
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).IP.String()
+	}
+	return "127.0.0.1"
+}
+
+// startNode brings up images, registry, containerd (+ a control plane when withAPI) and the
+// kubelet. Everything is torn down when the test ends.
+func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node {
+	t.Helper()
+	requireRoot(t)
+	bin := kubeletBin(t)
+	cpBin := os.Getenv(cpBinEnv)
+	if withAPI && cpBin == "" {
+		t.Skipf("%s not set: run through make test-e2e-kubelet (it builds the control plane)", cpBinEnv)
+	}
+	ctx := context.Background()
+	log := zap.NewNop()
+	if testing.Verbose() {
+		log, _ = zap.NewDevelopment()
+	}
+	id := randomHex(t, 4)
+	sd, err := os.MkdirTemp("", "kubenode-test-kubelet-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{
+		name: "e2e-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"), staticDir: filepath.Join(sd, "manifests"),
+		cgroupRoot: "/kubenode-test-" + id, nodeIP: hostIP(t), healthz: freePort(t), log: log,
+	}
+	for _, d := range []string{n.rootDir, n.staticDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgs, err := images.Build(ctx, images.Options{CacheDir: cacheDir(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := images.Serve(ctx, "", imgs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	t.Cleanup(func() {
+		// Order matters: the kubelet first (or it recreates what is being removed), then the
+		// control plane, then containerd with every pod, mount, link and cgroup it made.
+		n.stopKubelet(t)
+		if t.Failed() {
+			n.dumpLogs(t)
+		}
+		if n.cluster != nil {
+			if err := n.cluster.Stop(); err != nil {
+				t.Logf("control plane stop: %v", err)
+			}
+		}
+		if err := nodeenv.Teardown(context.Background(), filepath.Join(sd, "node"), log); err != nil {
+			t.Errorf("node teardown: %v", err)
+		}
+		if err := os.RemoveAll(sd); err != nil {
+			t.Errorf("remove state dir: %v", err)
+		}
+	})
+	octet, _ := rand.Int(rand.Reader, big.NewInt(200))
+	env, err := nodeenv.Start(ctx, nodeenv.Options{
+		StateDir:     filepath.Join(sd, "node"),
+		RegistryAddr: reg.Addr(),
+		PodCIDR:      fmt.Sprintf("10.247.%d.0/24", octet.Int64()+20),
+		CgroupRoots:  []string{n.cgroupRoot},
+		Log:          log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.env = env
+
+	if withAPI {
+		c, err := cluster.Start(ctx, cluster.Options{Binary: cpBin, StateDir: filepath.Join(sd, "controlplane")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.cluster = c
+		admin, _, err := c.Client(c.AdminKubeconfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.admin = admin
+		n.kubeconfig, err = c.NodeKubeconfig(n.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cfg := map[string]any{
+		"apiVersion":                "kubelet.config.kubenode.io/v1alpha1",
+		"kind":                      "KubeletConfiguration",
+		"containerRuntimeEndpoint":  env.Endpoint(),
+		"runtimeRequestTimeout":     "30s",
+		"staticPodPath":             n.staticDir,
+		"fileCheckFrequency":        "2s",
+		"syncFrequency":             "10s",
+		"healthzBindAddress":        "127.0.0.1",
+		"healthzPort":               n.healthz,
+		"clusterDNS":                []string{"10.96.0.10"},
+		"clusterDomain":             "cluster.local",
+		"cgroupRoot":                n.cgroupRoot,
+		"nodeStatusUpdateFrequency": "2s",
+		"crashLoopBackOff": map[string]any{
+			"initialContainerRestartPeriod": "2s",
+			"maxContainerRestartPeriod":     "8s",
+		},
+		"failSwapOn": false,
+	}
+	if tweak != nil {
+		tweak(cfg)
+	}
+	n.configFile = filepath.Join(sd, "kubelet.json")
+	if err := writeJSON(n.configFile, cfg); err != nil {
+		t.Fatal(err)
+	}
+	n.startKubelet(t, bin)
+	return n
+}
+
+func (n *node) startKubelet(t *testing.T, bin string) {
+	t.Helper()
+	args := []string{"--config=" + n.configFile, "--root-dir=" + n.rootDir, "--hostname-override=" + n.name, "--node-ip=" + n.nodeIP}
+	if n.kubeconfig != "" {
+		args = append(args, "--kubeconfig="+n.kubeconfig)
+	}
+	f, err := os.OpenFile(filepath.Join(n.stateDir, "kubelet.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd, n.logFile, n.exited = cmd, f, make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(cmd, n.exited)
+}
+
+// stopKubelet stops the kubelet process (SIGTERM, then SIGKILL); its pods keep running.
+func (n *node) stopKubelet(t *testing.T) {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		<-n.exited
+	}
+	n.logFile.Close()
+	n.cmd = nil
+}
+
+func (n *node) restartKubelet(t *testing.T) {
+	t.Helper()
+	n.stopKubelet(t)
+	n.startKubelet(t, kubeletBin(t))
+}
+
+func (n *node) dumpLogs(t *testing.T) {
+	if b, err := os.ReadFile(filepath.Join(n.stateDir, "kubelet.log")); err == nil {
+		t.Logf("kubelet log (tail):\n%s", tail(string(b), 80))
+	}
+}
+
+func tail(s string, k int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > k {
+		lines = lines[len(lines)-k:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// eventually polls cond until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// namespace makes a namespace and waits for its default service account (pods need it).
+func (n *node) namespace(t *testing.T, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := name + "-" + randomHex(t, 3)
+	if _, err := n.admin.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "default service account in "+ns, func() error {
+		_, err := n.admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	return ns
+}
+
+// createPod binds the pod to the node directly (no scheduler in the way) and creates it.
+func (n *node) createPod(t *testing.T, p *v1.Pod) *v1.Pod {
+	t.Helper()
+	p.Spec.NodeName = n.name
+	if p.Spec.TerminationGracePeriodSeconds == nil {
+		g := int64(5)
+		p.Spec.TerminationGracePeriodSeconds = &g
+	}
+	out, err := n.admin.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (n *node) getPod(t *testing.T, ns, name string) *v1.Pod {
+	t.Helper()
+	p, err := n.admin.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitPod waits until check accepts the pod.
+func (n *node) waitPod(t *testing.T, ns, name string, timeout time.Duration, what string, check func(*v1.Pod) error) *v1.Pod {
+	t.Helper()
+	var last *v1.Pod
+	eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() error {
+		p, err := n.admin.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		last = p
+		if err := check(p); err != nil {
+			return fmt.Errorf("%w (phase %s, statuses %s)", err, p.Status.Phase, brief(p))
+		}
+		return nil
+	})
+	return last
+}
+
+func (n *node) waitGone(t *testing.T, ns, name string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "pod "+ns+"/"+name+" gone", func() error {
+		_, err := n.admin.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("still there")
+	})
+}
+
+func phaseIs(ph v1.PodPhase) func(*v1.Pod) error {
+	return func(p *v1.Pod) error {
+		if p.Status.Phase != ph {
+			return fmt.Errorf("phase %s, want %s", p.Status.Phase, ph)
+		}
+		return nil
+	}
+}
+
+func readyPod(p *v1.Pod) error {
+	for _, c := range p.Status.Conditions {
+		if c.Type == v1.PodReady && c.Status == v1.ConditionTrue {
+			return nil
+		}
+	}
+	return fmt.Errorf("not Ready")
+}
+
+func brief(p *v1.Pod) string {
+	var b bytes.Buffer
+	for _, cs := range append(append([]v1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		st := "?"
+		switch {
+		case cs.State.Running != nil:
+			st = "running"
+		case cs.State.Waiting != nil:
+			st = "waiting:" + cs.State.Waiting.Reason
+		case cs.State.Terminated != nil:
+			st = fmt.Sprintf("terminated:%s(%d)", cs.State.Terminated.Reason, cs.State.Terminated.ExitCode)
+		}
+		fmt.Fprintf(&b, "%s=%s/r%d ", cs.Name, st, cs.RestartCount)
+	}
+	if p.Status.Reason != "" {
+		fmt.Fprintf(&b, "reason=%s ", p.Status.Reason)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// containerLog reads a container's CRI log (the kubelet's log dir layout) and returns the text.
+func (n *node) containerLog(t *testing.T, p *v1.Pod, container string, attempt int) string {
+	t.Helper()
+	path := filepath.Join(n.rootDir, "logs", "pods", p.Namespace+"_"+p.Name+"_"+string(p.UID), container, fmt.Sprintf("%d.log", attempt))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("container log: %v", err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		// <time> <stream> <P|F> <text>
+		parts := strings.SplitN(line, " ", 4)
+		if len(parts) == 4 {
+			out = append(out, parts[3])
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func busybox(name string, args ...string) v1.Container {
+	return v1.Container{Name: name, Image: images.Busybox, ImagePullPolicy: v1.PullIfNotPresent, Command: []string{"sh", "-c", strings.Join(args, " ")}}
+}
+
+// sleeper stops at once on SIGTERM (sh as PID 1 ignores it otherwise).
+const sleeper = "trap 'exit 0' TERM; while true; do sleep 1; done"
+
+func ptr[T any](v T) *T { return &v }
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
