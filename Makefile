@@ -12,7 +12,7 @@ export KUBENODE_STATE ?= /var/lib/kubenode-dev
 COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 DATE := $(shell git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
 # Each module is tagged on its own (kubelet/v0.3.0); untagged builds are v0.0.0-<commit>.
-component_version = $(shell v=$$(git describe --tags --match '$(1)/v*' --abbrev=0 2>/dev/null); \
+component_version = $(shell v=$$(git describe --tags --match '$(1)/v*' --abbrev=0 2>/dev/null || true); \
 	if [ -n "$$v" ]; then echo "$${v#$(1)/}"; else echo "v0.0.0-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)"; fi)
 VERSION_PKG := github.com/kubenode/kubenode/common/version
 ldflags = -s -w -X $(VERSION_PKG).gitVersion=$(call component_version,$(1)) \
