@@ -246,6 +246,7 @@ func (b *Backend) partialSync(p *plan.Plan, changed map[plan.ServicePortName]str
 		diffObjects(oldObjs, o, b.refs, t)
 		updates = append(updates, update{name, &svcEntry{svc: s, ids: ids}})
 	}
+	b.refs.finish(t)
 	if !t.empty() {
 		if err := b.k.apply(t); err != nil {
 			return 0, fmt.Errorf("nft sync of %d changed services: %w", len(names), err)

@@ -23,13 +23,12 @@ type objects struct {
 	elems  []elem
 }
 
-// svcIDs are the numeric ids a service uses in shared maps. They are stable
-// while the service and endpoint exist, so an endpoint change rewrites only
-// the elements that changed, and never reused, so stale affinity entries of
-// a removed endpoint can never match a new one.
+// svcIDs are the endpoint ids a service uses as keys of the shared
+// affinity set. They are stable while the endpoint exists and never reused,
+// so a client's affinity entry for a removed endpoint can never match a new
+// one.
 type svcIDs struct {
-	cluster, external uint32
-	eps               map[netip.AddrPort]uint32
+	eps map[netip.AddrPort]uint32
 }
 
 // idAlloc hands out ids; zero is never used.
@@ -119,15 +118,6 @@ func familyPrefixes(f fam, ps []netip.Prefix) []netip.Prefix {
 // replace them.
 func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *idAlloc) (objects, *svcIDs) {
 	ids := &svcIDs{eps: map[netip.AddrPort]uint32{}}
-	if prev != nil {
-		ids.cluster, ids.external = prev.cluster, prev.external
-	}
-	if ids.cluster == 0 {
-		ids.cluster = alloc.get()
-	}
-	if ids.external == 0 {
-		ids.external = alloc.get()
-	}
 	epID := func(ep plan.Endpoint) uint32 {
 		ap := ep.AddrPort()
 		if id, ok := ids.eps[ap]; ok {
@@ -149,9 +139,9 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 	affinity := s.AffinityTimeout > 0
 	epChains := map[string]bool{}
 
-	// selectRules returns the rules that pick one of eps (never empty) and
-	// adds the elements they need.
-	selectRules := func(group uint32, eps []plan.Endpoint) []rule {
+	// selectRules returns the rules that pick one of eps (never empty):
+	// first the affinity lookups, then the random cascade.
+	selectRules := func(eps []plan.Endpoint) []rule {
 		var rules []rule
 		if affinity {
 			for _, ep := range eps {
@@ -167,20 +157,17 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 			}
 		}
 		for i, ep := range eps {
-			e := elem{key: keyGroupIndex(group, uint32(i))}
+			r := rule{act: actDNAT, dnat: ep.AddrPort()}
 			if affinity {
-				e.set, e.verdict, e.chain = f.selectChains(), verdictGoto, f.epChain(n, ep.AddrPort())
-			} else {
-				e.set, e.data = f.selectMap(), dataAddrPort(ep.AddrPort())
+				r = rule{act: actGoto, chain: f.epChain(n, ep.AddrPort())}
 			}
-			o.elems = append(o.elems, e)
+			if left := len(eps) - i; left > 1 {
+				r.pick = uint32(left)
+			}
+			rules = append(rules, r)
 			o.elems = append(o.elems, elem{set: f.hairpinSet(), key: keyAddrAddr(ep.IP, ep.IP)})
 		}
-		act := actSelectDNAT
-		if affinity {
-			act = actSelectGoto
-		}
-		return append(rules, rule{act: act, group: group, n: uint32(len(eps))})
+		return rules
 	}
 
 	noEndpoints := func(set, key string, t plan.Target) {
@@ -195,8 +182,12 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 	clusterTarget := s.ClusterTarget()
 	cipKey := keyAddrProtoPort(s.ClusterIP, n.Protocol, s.Port)
 	o.elems = append(o.elems, elem{set: f.clusterIPs(), key: keyAddr(s.ClusterIP)})
+	if simple(f, s) {
+		simpleObjects(f, s, &o, noEndpoints)
+		return o, ids
+	}
 	if clusterTarget == plan.TargetEndpoints {
-		o.chains = append(o.chains, chain{name: svc, rules: selectRules(ids.cluster, s.ClusterEndpoints)})
+		o.chains = append(o.chains, chain{name: svc, rules: selectRules(s.ClusterEndpoints)})
 		o.elems = append(o.elems, elem{set: f.serviceIPs(), key: cipKey, verdict: verdictGoto, chain: svc})
 	} else {
 		noEndpoints(f.noEndpoints(), cipKey, clusterTarget)
@@ -233,7 +224,7 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 	if clusterTarget == plan.TargetEndpoints && slices.Equal(s.ExternalEndpoints, s.ClusterEndpoints) {
 		extRules = append(extRules, rule{act: actGoto, chain: svc})
 	} else {
-		extRules = append(extRules, selectRules(ids.external, s.ExternalEndpoints)...)
+		extRules = append(extRules, selectRules(s.ExternalEndpoints)...)
 	}
 	o.chains = append(o.chains, chain{name: ext, rules: extRules})
 
@@ -257,4 +248,75 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 		o.elems = append(o.elems, elem{set: f.nodePorts(), key: keyProtoPort(n.Protocol, s.NodePort), verdict: verdictGoto, chain: ext})
 	}
 	return o, ids
+}
+
+// simple reports whether a service needs no chain of its own: no session
+// affinity, no externalTrafficPolicy=Local short-circuit, no source ranges.
+// That is almost every service, and it is what makes the ruleset cheap:
+// such a service is only map elements.
+func simple(f fam, s *plan.Service) bool {
+	return s.AffinityTimeout == 0 && !s.ExternalPolicyLocal &&
+		(len(s.LoadBalancerIPs) == 0 || len(familyPrefixes(f, s.LoadBalancerSourceRanges)) == 0)
+}
+
+// simpleObjects maps each of the service's addresses to the shared picker
+// for its endpoint count, and lists its endpoints under that address in
+// the select map.
+func simpleObjects(f fam, s *plan.Service, o *objects, noEndpoints func(set, key string, t plan.Target)) {
+	n := s.Name
+	pick := func(vip netip.Addr, eps []plan.Endpoint, external bool) {
+		key := keyAddrProtoPort(vip, n.Protocol, s.Port)
+		c := pickerChain(f, len(eps), external, false)
+		o.chains = append(o.chains, c)
+		o.elems = append(o.elems, elem{set: f.serviceIPs(), key: key, verdict: verdictGoto, chain: c.name})
+		for i, ep := range eps {
+			o.elems = append(o.elems,
+				elem{set: f.selectMap(), key: keyIndex(key, i), data: dataAddrPort(ep.AddrPort())},
+				elem{set: f.hairpinSet(), key: keyAddrAddr(ep.IP, ep.IP)})
+		}
+	}
+	if t := s.ClusterTarget(); t == plan.TargetEndpoints {
+		pick(s.ClusterIP, s.ClusterEndpoints, false)
+	} else {
+		noEndpoints(f.noEndpoints(), keyAddrProtoPort(s.ClusterIP, n.Protocol, s.Port), t)
+	}
+	if !s.HasExternal() {
+		return
+	}
+	t := s.ExternalTarget()
+	for _, ip := range append(slices.Clone(s.ExternalIPs), s.LoadBalancerIPs...) {
+		if t == plan.TargetEndpoints {
+			pick(ip, s.ExternalEndpoints, true)
+		} else {
+			noEndpoints(f.noEndpoints(), keyAddrProtoPort(ip, n.Protocol, s.Port), t)
+		}
+	}
+	if s.NodePort == 0 {
+		return
+	}
+	key := keyProtoPort(n.Protocol, s.NodePort)
+	if t != plan.TargetEndpoints {
+		noEndpoints(f.noEndpointPorts(), key, t)
+		return
+	}
+	c := pickerChain(f, len(s.ExternalEndpoints), true, true)
+	o.chains = append(o.chains, c)
+	o.elems = append(o.elems, elem{set: f.nodePorts(), key: key, verdict: verdictGoto, chain: c.name})
+	for i, ep := range s.ExternalEndpoints {
+		o.elems = append(o.elems,
+			elem{set: f.nodePortSelectMap(), key: keyIndex(key, i), data: dataAddrPort(ep.AddrPort())},
+			elem{set: f.hairpinSet(), key: keyAddrAddr(ep.IP, ep.IP)})
+	}
+}
+
+// pickerChain is the shared chain that picks one of n endpoints from the
+// select maps; external traffic is marked for masquerade first.
+func pickerChain(f fam, n int, external, nodePort bool) chain {
+	switch {
+	case nodePort:
+		return chain{name: f.pickNodePort(n), shared: true, rules: []rule{{mark: true, act: actMapDNATNodePort, set: f.nodePortSelectMap(), n: uint32(n)}}}
+	case external:
+		return chain{name: f.pickExternal(n), shared: true, rules: []rule{{mark: true, act: actMapDNAT, set: f.selectMap(), n: uint32(n)}}}
+	}
+	return chain{name: f.pickCluster(n), shared: true, rules: []rule{{act: actMapDNAT, set: f.selectMap(), n: uint32(n)}}}
 }

@@ -45,16 +45,67 @@ func (t *tx) size() int {
 // cluster IP (several ports) or a hairpin pair (several services) goes only
 // when its last user does. Elements of other sets belong to exactly one
 // service and need no count, which keeps the model small at 30k services.
+//
+// Shared chains (the endpoint pickers) are counted the same way, per
+// service using them; their changes are netted per transaction (see
+// finish) because one service may drop a picker that another starts using.
 type elemRefs struct {
 	shared map[string]bool
 	m      map[elemID]int
+	chains map[string]int
+	// pending holds this transaction's net change per shared chain.
+	pending map[string]*pendingChain
+}
+
+type pendingChain struct {
+	c     chain
+	delta int
 }
 
 func newElemRefs(f fam) *elemRefs {
 	return &elemRefs{
-		shared: map[string]bool{f.clusterIPs(): true, f.hairpinSet(): true, f.nodeIPs(): true},
-		m:      map[elemID]int{},
+		shared:  map[string]bool{f.clusterIPs(): true, f.hairpinSet(): true, f.nodeIPs(): true},
+		m:       map[elemID]int{},
+		chains:  map[string]int{},
+		pending: map[string]*pendingChain{},
 	}
+}
+
+func (r *elemRefs) chainDelta(c chain, d int) {
+	p := r.pending[c.name]
+	if p == nil {
+		p = &pendingChain{c: c}
+		r.pending[c.name] = p
+	}
+	p.delta += d
+}
+
+// finish turns the netted shared-chain changes into operations: a picker
+// is created when its first user appears and deleted with its last.
+func (r *elemRefs) finish(t *tx) {
+	names := make([]string, 0, len(r.pending))
+	for name := range r.pending {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := r.pending[name]
+		cur := r.chains[name]
+		next := cur + p.delta
+		switch {
+		case cur == 0 && next > 0:
+			t.addChains = append(t.addChains, p.c)
+			t.setRules = append(t.setRules, chainRules{chain: p.c})
+		case cur > 0 && next <= 0:
+			t.delChains = append(t.delChains, name)
+		}
+		if next > 0 {
+			r.chains[name] = next
+		} else {
+			delete(r.chains, name)
+		}
+	}
+	clear(r.pending)
 }
 
 func (r *elemRefs) ref(e elem, t *tx) {
@@ -90,10 +141,18 @@ func (r *elemRefs) unref(e elem, t *tx) {
 func diffObjects(old, new objects, refs *elemRefs, t *tx) {
 	oldChains := make(map[string]*chain, len(old.chains))
 	for i := range old.chains {
+		if old.chains[i].shared {
+			refs.chainDelta(old.chains[i], -1)
+			continue
+		}
 		oldChains[old.chains[i].name] = &old.chains[i]
 	}
 	newNames := make(map[string]bool, len(new.chains))
 	for _, c := range new.chains {
+		if c.shared {
+			refs.chainDelta(c, +1)
+			continue
+		}
 		newNames[c.name] = true
 		oc, ok := oldChains[c.name]
 		switch {
@@ -105,7 +164,7 @@ func diffObjects(old, new objects, refs *elemRefs, t *tx) {
 		}
 	}
 	for _, c := range old.chains {
-		if !newNames[c.name] {
+		if !c.shared && !newNames[c.name] {
 			t.delChains = append(t.delChains, c.name)
 		}
 	}
@@ -157,8 +216,13 @@ type desiredPair struct {
 // a restart or a failed sync) are rewritten, atomically.
 func reconcile(k *kernelState, pairs []desiredPair, refs *elemRefs) *tx {
 	t := &tx{ensure: true}
-	want := map[string]bool{}
-	desired := map[elemID]elem{}
+	nChains, nElems := 0, 0
+	for _, p := range pairs {
+		nChains += len(p.new.chains)
+		nElems += len(p.new.elems)
+	}
+	want := make(map[string]bool, nChains)
+	desired := make(map[elemID]elem, nElems)
 	for _, p := range pairs {
 		var oldRules map[string][]rule
 		if p.old != nil && !p.rewrite {
@@ -168,6 +232,12 @@ func reconcile(k *kernelState, pairs []desiredPair, refs *elemRefs) *tx {
 			}
 		}
 		for _, c := range p.new.chains {
+			if c.shared {
+				refs.chains[c.name]++
+			}
+			if want[c.name] {
+				continue
+			}
 			want[c.name] = true
 			if !k.chains[c.name] {
 				t.addChains = append(t.addChains, c)

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -30,10 +31,12 @@ const (
 	actServiceVmap
 	// actNodePortVmap: l4proto . dport vmap @set.
 	actNodePortVmap
-	// actSelectDNAT: dnat to (group . numgen random mod n) map @select.
-	actSelectDNAT
-	// actSelectGoto: (group . numgen random mod n) vmap @select-chains.
-	actSelectGoto
+	// actDNAT: dnat to the rule's address and port.
+	actDNAT
+	// actMapDNAT: dnat to (daddr . l4proto . dport . numgen random mod n)
+	// map @set; actMapDNATNodePort the same keyed without daddr.
+	actMapDNAT
+	actMapDNATNodePort
 	// actAffinityDNAT: update @affinity { epID . saddr timeout t }; dnat to addr.
 	actAffinityDNAT
 )
@@ -52,16 +55,20 @@ type rule struct {
 	fibSrcLocal bool         // fib saddr type local
 	affinityEp  uint32       // epID . saddr @affinity
 	hairpin     bool         // saddr . daddr @hairpin
+	// pick > 0: numgen random mod pick == 0. Rules with picks n, n-1, ...,
+	// 2 and a last unconditional one choose each of n endpoints with
+	// probability 1/n without any map (see doc.go).
+	pick uint32
 
 	// Action and its arguments.
-	act      action
-	mark     bool   // set the masquerade bit first (before act)
-	set      string // map for the vmap actions
-	chain    string // goto/jump target
-	group, n uint32 // endpoint selection
-	epID     uint32
-	timeout  time.Duration
-	dnat     netip.AddrPort
+	act     action
+	mark    bool   // set the masquerade bit first (before act)
+	set     string // map for the vmap and map actions
+	n       uint32 // endpoints to pick from (actMapDNAT*)
+	chain   string // goto/jump target
+	epID    uint32
+	timeout time.Duration
+	dnat    netip.AddrPort
 }
 
 // hook places a base chain.
@@ -83,6 +90,9 @@ type chain struct {
 	nat      bool // type nat (else filter)
 	priority int32
 	rules    []rule
+	// shared chains (the endpoint pickers) are used by many services;
+	// they exist while at least one service uses them.
+	shared bool
 }
 
 // verdict is a map element's verdict value.
@@ -149,16 +159,15 @@ func famOf(f plan.Family) fam {
 }
 
 // Names of the fixed objects of one family.
-func (f fam) natPrerouting() string    { return f.prefix + "nat-prerouting" }
-func (f fam) natOutput() string        { return f.prefix + "nat-output" }
-func (f fam) natPostrouting() string   { return f.prefix + "nat-postrouting" }
-func (f fam) filterInput() string      { return f.prefix + "filter-input" }
-func (f fam) filterForward() string    { return f.prefix + "filter-forward" }
-func (f fam) filterOutput() string     { return f.prefix + "filter-output" }
-func (f fam) services() string         { return f.prefix + "services" }
-func (f fam) markExternalSrc() string  { return f.prefix + "mark-external-source" }
-func (f fam) rejectChain() string      { return f.prefix + "reject" }
-func (f fam) noEndpointsCheck() string { return f.prefix + "no-endpoints-check" }
+func (f fam) natPrerouting() string   { return f.prefix + "nat-prerouting" }
+func (f fam) natOutput() string       { return f.prefix + "nat-output" }
+func (f fam) natPostrouting() string  { return f.prefix + "nat-postrouting" }
+func (f fam) filterInput() string     { return f.prefix + "filter-input" }
+func (f fam) filterForward() string   { return f.prefix + "filter-forward" }
+func (f fam) filterOutput() string    { return f.prefix + "filter-output" }
+func (f fam) services() string        { return f.prefix + "services" }
+func (f fam) markExternalSrc() string { return f.prefix + "mark-external-source" }
+func (f fam) rejectChain() string     { return f.prefix + "reject" }
 
 func (f fam) serviceIPs() string      { return f.prefix + "service-ips" }
 func (f fam) nodePorts() string       { return f.prefix + "service-nodeports" }
@@ -167,9 +176,17 @@ func (f fam) noEndpointPorts() string { return f.prefix + "no-endpoint-nodeports
 func (f fam) clusterIPs() string      { return f.prefix + "cluster-ips" }
 func (f fam) nodeIPs() string         { return f.prefix + "node-ips" }
 func (f fam) selectMap() string       { return f.prefix + "select" }
-func (f fam) selectChains() string    { return f.prefix + "select-chains" }
 func (f fam) affinity() string        { return f.prefix + "affinity" }
 func (f fam) hairpinSet() string      { return f.prefix + "hairpin" }
+
+func (f fam) nodePortSelectMap() string { return f.prefix + "select-nodeport" }
+
+// Endpoint pickers shared by every simple service with n endpoints, by
+// what they serve: cluster IPs, external/load-balancer IPs (masqueraded)
+// and node ports (masqueraded).
+func (f fam) pickCluster(n int) string  { return fmt.Sprintf("%spick-%d", f.prefix, n) }
+func (f fam) pickExternal(n int) string { return fmt.Sprintf("%spick-external-%d", f.prefix, n) }
+func (f fam) pickNodePort(n int) string { return fmt.Sprintf("%spick-nodeport-%d", f.prefix, n) }
 
 // Per-service chain names carry the service name so the ruleset reads well
 // in `nft list table` and names survive restarts.
@@ -190,17 +207,17 @@ func (f fam) sets() []setKind {
 		{name: f.noEndpointPorts(), keyType: []keyField{fieldProto, fieldPort}, verdict: true},
 		{name: f.clusterIPs(), keyType: []keyField{a}},
 		{name: f.nodeIPs(), keyType: []keyField{a}},
-		{name: f.selectMap(), keyType: []keyField{fieldInteger, fieldInteger}, dataType: []keyField{a, fieldPort}},
-		{name: f.selectChains(), keyType: []keyField{fieldInteger, fieldInteger}, verdict: true},
 		{name: f.affinity(), keyType: []keyField{fieldInteger, a}, dynamic: true},
 		{name: f.hairpinSet(), keyType: []keyField{a, a}},
+		{name: f.selectMap(), keyType: []keyField{a, fieldProto, fieldPort, fieldInteger}, dataType: []keyField{a, fieldPort}},
+		{name: f.nodePortSelectMap(), keyType: []keyField{fieldProto, fieldPort, fieldInteger}, dataType: []keyField{a, fieldPort}},
 	}
 }
 
 // Key encodings. Every field takes whole 32-bit registers, zero padded,
 // like nft's concatenations. Integers that the kernel produces (numgen) are
-// host-endian; we write our own integers (group and endpoint ids) the same
-// way so immediates and keys agree.
+// host-endian; we write our own integers (endpoint indexes and ids) the
+// same way so immediates and keys agree.
 
 func protoNum(p plan.Protocol) byte {
 	switch p {
@@ -233,12 +250,13 @@ func keyProtoPort(p plan.Protocol, port uint16) string {
 
 func keyAddr(a netip.Addr) string { return string(a.AsSlice()) }
 
-func keyGroupIndex(group, idx uint32) string {
-	return string(appendInt(appendInt(make([]byte, 0, 8), group), idx))
-}
-
 func keyAddrAddr(a, b netip.Addr) string {
 	return string(appendAddr(appendAddr(make([]byte, 0, 32), a), b))
+}
+
+// keyIndex appends an endpoint index, host-endian like numgen's output.
+func keyIndex(key string, i int) string {
+	return string(appendInt([]byte(key), uint32(i)))
 }
 
 func dataAddrPort(ap netip.AddrPort) string {

@@ -28,8 +28,10 @@ const (
 
 // Kernel constants x/sys/unix does not carry.
 const (
-	nfDrop    = 0    // NF_DROP verdict code
-	ipsDstNAT = 0x20 // IPS_DST_NAT conntrack status bit
+	nfDrop    = 0          // NF_DROP verdict code
+	nfAccept  = 1          // NF_ACCEPT verdict code
+	nftGoto   = 0xfffffffc // NFT_GOTO (-4) as sent on the wire
+	ipsDstNAT = 0x20       // IPS_DST_NAT conntrack status bit
 )
 
 // Registers: the verdict register, two 128-bit scratch registers and the
@@ -48,6 +50,9 @@ type netlinkKernel struct {
 	mark  uint32
 	netns int
 	conn  *nftables.Conn
+	raw   *netlink.Conn
+	exprs *exprCache
+	seq   uint32
 	sets  map[string]*nftables.Set
 	kinds []setKind
 }
@@ -60,6 +65,7 @@ func newNetlinkKernel(table string, f fam, mark uint32, netns int) *netlinkKerne
 		netns: netns,
 		sets:  map[string]*nftables.Set{},
 		kinds: f.sets(),
+		exprs: &exprCache{m: map[any][]byte{}},
 	}
 	for _, sk := range k.kinds {
 		k.sets[sk.name] = k.setFor(sk)
@@ -71,25 +77,7 @@ func (k *netlinkKernel) connect() (*nftables.Conn, error) {
 	if k.conn != nil {
 		return k.conn, nil
 	}
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
-		raw, err := c.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		if err := raw.Control(func(fd uintptr) {
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBufBytes); e != nil {
-				serr = fmt.Errorf("SO_SNDBUFFORCE: %w", e)
-				return
-			}
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufBytes); e != nil {
-				serr = fmt.Errorf("SO_RCVBUFFORCE: %w", e)
-			}
-		}); err != nil {
-			return err
-		}
-		return serr
-	})}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(setBuffers)}
 	if k.netns != 0 {
 		opts = append(opts, nftables.WithNetNSFd(k.netns))
 	}
@@ -156,16 +144,13 @@ func (k *netlinkKernel) chainRef(name string) *nftables.Chain {
 }
 
 func (k *netlinkKernel) apply(t *tx) (err error) {
-	c, err := k.connect()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			k.close()
-		}
-	}()
 	if t.ensure {
+		// The table and our sets are created with the library, apart from
+		// the main transaction: creating them changes no packet's fate.
+		c, err := k.connect()
+		if err != nil {
+			return err
+		}
 		c.AddTable(k.table)
 		for _, sk := range k.kinds {
 			// A fresh Set value each time: the library stamps ids on it.
@@ -173,102 +158,140 @@ func (k *netlinkKernel) apply(t *tx) (err error) {
 				return fmt.Errorf("set %s: %w", sk.name, err)
 			}
 		}
+		if err := c.Flush(); err != nil {
+			k.close()
+			return fmt.Errorf("create table %s and its sets: %w", k.table.Name, err)
+		}
 	}
+	conn, err := k.rawConn()
+	if err != nil {
+		return err
+	}
+	b := newBatch(k.table.Name, k.exprs, k.seq, batchSizeHint(t))
 	for _, ch := range t.addChains {
-		c.AddChain(k.chainFor(ch))
+		hookNum, prio, typ := hookOf(ch)
+		b.addChain(ch.name, hookNum, prio, typ)
 	}
 	for _, cr := range t.setRules {
-		ref := k.chainRef(cr.chain.name)
 		if cr.flush {
-			c.FlushChain(ref)
+			b.flushChain(cr.chain.name)
 		}
-		rules := cr.chain.rules
+		name := cstr(cr.chain.name)
 		if cr.chain.hook != hookNone {
-			c.AddRule(&nftables.Rule{Table: k.table, Chain: ref, Exprs: k.familyGuard()})
+			b.addRule(name, k.familyGuard())
 		}
-		for _, r := range rules {
-			c.AddRule(&nftables.Rule{Table: k.table, Chain: ref, Exprs: k.render(r)})
+		for _, r := range cr.chain.rules {
+			b.addRule(name, k.render(r))
 		}
 	}
-	if err := k.elems(t.delElems, c.SetDeleteElements); err != nil {
-		return err
+	for _, group := range groupBySet(t.delElems) {
+		b.elems(group[0].set, group, true)
 	}
-	if err := k.elems(t.addElems, c.SetAddElements); err != nil {
-		return err
+	for _, group := range groupBySet(t.addElems) {
+		b.elems(group[0].set, group, false)
 	}
 	for _, name := range t.delChains {
-		c.FlushChain(k.chainRef(name))
+		b.flushChain(name)
 	}
 	for _, name := range t.delChains {
-		c.DelChain(k.chainRef(name))
+		b.delChain(name)
 	}
-	if err := c.Flush(); err != nil {
+	err = b.send(conn)
+	k.seq = b.seq
+	if err != nil {
+		k.closeRaw()
 		return fmt.Errorf("nftables transaction (%d objects): %w", t.size(), err)
 	}
 	return nil
 }
 
-// elems sends elements grouped by set, in chunks.
-func (k *netlinkKernel) elems(es []elem, op func(*nftables.Set, []nftables.SetElement) error) error {
-	bySet := map[string][]nftables.SetElement{}
-	var order []string
+// batchSizeHint guesses a transaction's encoded size from its object
+// counts, so the buffer is allocated once instead of growing by copies.
+func batchSizeHint(t *tx) int {
+	n := 64 + 96*(len(t.addChains)+2*len(t.delChains)) + 48*(len(t.addElems)+len(t.delElems))
+	for _, c := range t.setRules {
+		n += 64 + 256*(len(c.chain.rules)+1)
+	}
+	return n
+}
+
+// groupBySet splits elements by set, keeping first-seen order.
+func groupBySet(es []elem) [][]elem {
+	idx := map[string]int{}
+	var out [][]elem
 	for _, e := range es {
-		if _, ok := bySet[e.set]; !ok {
-			order = append(order, e.set)
+		i, ok := idx[e.set]
+		if !ok {
+			i = len(out)
+			idx[e.set] = i
+			out = append(out, nil)
 		}
-		bySet[e.set] = append(bySet[e.set], k.toSetElement(e))
+		out[i] = append(out[i], e)
 	}
-	for _, name := range order {
-		s := k.sets[name]
-		if s == nil {
-			return fmt.Errorf("unknown set %q", name)
-		}
-		all := bySet[name]
-		for len(all) > 0 {
-			n := min(len(all), elemsPerMessage)
-			if err := op(s, all[:n]); err != nil {
-				return fmt.Errorf("set %s: %w", name, err)
-			}
-			all = all[n:]
-		}
-	}
-	return nil
+	return out
 }
 
-func (k *netlinkKernel) toSetElement(e elem) nftables.SetElement {
-	se := nftables.SetElement{Key: []byte(e.key)}
-	switch e.verdict {
-	case verdictGoto:
-		se.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}
-	case verdictDrop:
-		se.VerdictData = &expr.Verdict{Kind: expr.VerdictDrop}
-	default:
-		if e.data != "" {
-			se.Val = []byte(e.data)
-		}
-	}
-	return se
-}
-
-func (k *netlinkKernel) chainFor(c chain) *nftables.Chain {
-	ch := k.chainRef(c.name)
+func hookOf(c chain) (uint32, int32, string) {
 	if c.hook == hookNone {
-		return ch
+		return 0, 0, ""
 	}
-	hooks := map[hook]*nftables.ChainHook{
-		hookPrerouting: nftables.ChainHookPrerouting, hookInput: nftables.ChainHookInput,
-		hookForward: nftables.ChainHookForward, hookOutput: nftables.ChainHookOutput,
-		hookPostrouting: nftables.ChainHookPostrouting,
+	hooks := map[hook]uint32{
+		hookPrerouting: unix.NF_INET_PRE_ROUTING, hookInput: unix.NF_INET_LOCAL_IN,
+		hookForward: unix.NF_INET_FORWARD, hookOutput: unix.NF_INET_LOCAL_OUT,
+		hookPostrouting: unix.NF_INET_POST_ROUTING,
 	}
-	ch.Hooknum = hooks[c.hook]
-	ch.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.priority))
-	ch.Type = nftables.ChainTypeFilter
+	typ := "filter"
 	if c.nat {
-		ch.Type = nftables.ChainTypeNAT
+		typ = "nat"
 	}
-	accept := nftables.ChainPolicyAccept
-	ch.Policy = &accept
-	return ch
+	return hooks[c.hook], c.priority, typ
+}
+
+// rawConn is the lasting socket our own batches go through.
+func (k *netlinkKernel) rawConn() (*netlink.Conn, error) {
+	if k.raw != nil {
+		return k.raw, nil
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns})
+	if err != nil {
+		return nil, fmt.Errorf("open nf_tables netlink socket: %w", err)
+	}
+	if err := setBuffers(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	// Extended acks make kernel errors say what they refer to.
+	_ = c.SetOption(netlink.ExtendedAcknowledge, true)
+	k.raw = c
+	return c, nil
+}
+
+func (k *netlinkKernel) closeRaw() {
+	if k.raw != nil {
+		_ = k.raw.Close()
+		k.raw = nil
+	}
+}
+
+// setBuffers raises a netlink socket's buffers (see sndBufBytes).
+func setBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBufBytes); e != nil {
+			serr = fmt.Errorf("SO_SNDBUFFORCE: %w", e)
+			return
+		}
+		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufBytes); e != nil {
+			serr = fmt.Errorf("SO_RCVBUFFORCE: %w", e)
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 func (k *netlinkKernel) deleteTable() error {
@@ -493,6 +516,11 @@ func (k *netlinkKernel) render(r rule) []expr.Any {
 			k.saddr(reg32+1),
 			k.lookup(k.f.affinity(), reg32))
 	}
+	if r.pick > 0 {
+		ex = append(ex,
+			&expr.Numgen{Register: reg1, Modulus: r.pick, Type: unix.NFT_NG_RANDOM},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(0)})
+	}
 	if r.hairpin {
 		ex = append(ex, k.saddr(reg32), k.daddr(reg32+k.addrRegs()), k.lookup(k.f.hairpinSet(), reg32))
 	}
@@ -534,32 +562,40 @@ func (k *netlinkKernel) render(r rule) []expr.Any {
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32},
 			&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			l)
-	case actSelectDNAT:
-		l := k.lookup(k.f.selectMap(), reg32)
-		l.DestRegister, l.IsDestRegSet = reg32+2, true
+	case actDNAT:
+		ex = append(ex, k.dnat(r.dnat)...)
+	case actMapDNAT, actMapDNATNodePort:
+		// Key: [daddr .] l4proto . dport . numgen; data: addr . port.
+		reg := uint32(reg32)
+		if r.act == actMapDNAT {
+			ex = append(ex, k.daddr(reg))
+			reg += k.addrRegs()
+		}
 		ex = append(ex,
-			&expr.Immediate{Register: reg32, Data: native32(r.group)},
-			&expr.Numgen{Register: reg32 + 1, Modulus: r.n, Type: unix.NFT_NG_RANDOM},
-			l,
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(k.nfproto()), RegAddrMin: reg32 + 2, RegProtoMin: reg32 + 2 + k.addrRegs(), Specified: true})
-	case actSelectGoto:
-		l := k.lookup(k.f.selectChains(), reg32)
-		l.DestRegister, l.IsDestRegSet = regVerdict, true
-		ex = append(ex,
-			&expr.Immediate{Register: reg32, Data: native32(r.group)},
-			&expr.Numgen{Register: reg32 + 1, Modulus: r.n, Type: unix.NFT_NG_RANDOM},
-			l)
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+			&expr.Payload{DestRegister: reg + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Numgen{Register: reg + 2, Modulus: r.n, Type: unix.NFT_NG_RANDOM})
+		l := k.lookup(r.set, reg32)
+		out := reg + 3
+		l.DestRegister, l.IsDestRegSet = out, true
+		ex = append(ex, l,
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(k.nfproto()), RegAddrMin: out, RegProtoMin: out + k.addrRegs(), Specified: true})
 	case actAffinityDNAT:
-		port := []byte{byte(r.dnat.Port() >> 8), byte(r.dnat.Port())}
 		ex = append(ex,
 			&expr.Immediate{Register: reg32, Data: native32(r.epID)},
 			k.saddr(reg32+1),
-			&expr.Dynset{SrcRegKey: reg32, SetName: k.f.affinity(), SetID: k.sets[k.f.affinity()].ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: r.timeout},
-			&expr.Immediate{Register: reg1, Data: r.dnat.Addr().AsSlice()},
-			&expr.Immediate{Register: reg2, Data: port},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(k.nfproto()), RegAddrMin: reg1, RegProtoMin: reg2, Specified: true})
+			&expr.Dynset{SrcRegKey: reg32, SetName: k.f.affinity(), SetID: k.sets[k.f.affinity()].ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: r.timeout})
+		ex = append(ex, k.dnat(r.dnat)...)
 	}
 	return ex
+}
+
+func (k *netlinkKernel) dnat(ap netip.AddrPort) []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: reg1, Data: ap.Addr().AsSlice()},
+		&expr.Immediate{Register: reg2, Data: []byte{byte(ap.Port() >> 8), byte(ap.Port())}},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(k.nfproto()), RegAddrMin: reg1, RegProtoMin: reg2, Specified: true},
+	}
 }
 
 // setMark sets (or clears) the masquerade bit: mark = (mark & ~bit) ^ bit.
