@@ -67,7 +67,7 @@ func cleanup(ctx context.Context, logger *zap.Logger, factories func() []cleaner
 	var errs []error
 	for _, c := range factories() {
 		for _, f := range []plan.Family{plan.IPv4, plan.IPv6} {
-			l := logger.Named(c.mode).With(zap.String("family", string(f)))
+			l := logger.With(zap.String("mode", c.mode), zap.String("family", string(f)))
 			dp, err := c.make(f, l)
 			if errors.Is(err, errSkip) {
 				l.Info("nothing to clean up: mode not supported by this kernel")

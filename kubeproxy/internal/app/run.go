@@ -219,9 +219,9 @@ func newDataplanes(cfg *proxyv1alpha1.KubeProxyConfiguration, families []plan.Fa
 				b := int(*cfg.NFTables.MasqueradeBit)
 				bit = &b
 			}
-			dp, err = nft.New(nft.Config{Family: f, MasqueradeBit: bit}, log.Named("nftables"))
+			dp, err = nft.New(nft.Config{Family: f, MasqueradeBit: bit}, log) // names its own logger
 		case proxyv1alpha1.ProxyModeIPVS:
-			dp, err = ipvs.New(ipvs.Config{Family: f, Scheduler: cfg.IPVS.Scheduler, StrictARP: cfg.IPVS.StrictARP}, log.Named("ipvs"))
+			dp, err = ipvs.New(ipvs.Config{Family: f, Scheduler: cfg.IPVS.Scheduler, StrictARP: cfg.IPVS.StrictARP}, log)
 		default:
 			return nil, fmt.Errorf("mode: %q is not available in this build (want %q or %q)", cfg.Mode, proxyv1alpha1.ProxyModeNFTables, proxyv1alpha1.ProxyModeIPVS)
 		}
