@@ -66,7 +66,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	if imageEndpoint == "" {
 		imageEndpoint = cfg.ContainerRuntimeEndpoint
 	}
-	is, err := remote.NewRemoteImageService(ctx, imageEndpoint, timeout, nil, false)
+	is, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(imageEndpoint).WithConnectionTimeout(timeout).WithTracerProvider(nil).Build(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to the image service at %s (imageServiceEndpoint): %w", imageEndpoint, err)
 	}

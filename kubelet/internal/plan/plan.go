@@ -348,21 +348,17 @@ func (p *planner) podMayRestart(sb Sandbox) bool {
 	return false
 }
 
-// startFresh plans the first containers of a new sandbox.
+// startFresh plans the first containers of a new sandbox: the first init container when there
+// are any (a sidecar must be running, a regular one must finish, before the next starts),
+// else every container.
 func (p *planner) startFresh() {
 	pod := p.in.Pod
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
+	if len(pod.Spec.InitContainers) > 0 {
+		c := &pod.Spec.InitContainers[0]
 		p.add(Action{Kind: StartContainer, Container: c.Name, Init: true, Attempt: p.nextAttempt(c.Name)})
-		if !IsSidecar(c) {
-			// The next one waits for this one to finish.
-			for _, rc := range pod.Spec.Containers {
-				p.res.Waiting[rc.Name] = Waiting{Reason: "PodInitializing"}
-			}
-			return
+		if IsSidecar(c) {
+			p.requeue(time.Second) // check soon whether it runs
 		}
-		// A sidecar must be started (running) before the next starts: requeue to check.
-		p.requeue(time.Second)
 		for _, rc := range pod.Spec.Containers {
 			p.res.Waiting[rc.Name] = Waiting{Reason: "PodInitializing"}
 		}

@@ -26,7 +26,6 @@ type Manager struct {
 	static   map[types.UID]*v1.Pod
 	mirrors  map[types.UID]*v1.Pod // keyed by the static pod's UID (the mirror annotation)
 	onChange func(types.UID)
-	apiSeen  bool
 }
 
 // NewManager returns an empty manager; onChange is called with the UID of every pod that was

@@ -4,10 +4,6 @@
 // state from the runtime alone).
 package runtime
 
-import (
-	"strconv"
-)
-
 // Label and annotation keys. They are upstream's, so tools that read them (crictl, log shippers)
 // see our pods the way they see upstream's.
 const (
@@ -26,11 +22,3 @@ const (
 	// AnnotationHostNetwork records the sandbox's network mode.
 	AnnotationHostNetwork = "kubenode.io/host-network"
 )
-
-func parseUint32(s string) uint32 {
-	n, err := strconv.ParseUint(s, 10, 32)
-	if err != nil {
-		return 0
-	}
-	return uint32(n)
-}
