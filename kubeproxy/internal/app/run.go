@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +66,7 @@ func run(ctx context.Context, _ *Options, cfg *proxyv1alpha1.KubeProxyConfigurat
 		return err
 	}
 	syncPeriod, minSyncPeriod := syncPeriods(cfg)
+	applyProcessSettings(cfg, log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -264,4 +268,39 @@ func fallbackNodeIPs(bindAddress string) []netip.Addr {
 		return nil
 	}
 	return []netip.Addr{a.Unmap()}
+}
+
+// applyProcessSettings sets the conntrack limits and this process's
+// oom_score_adj. Failures are logged, not fatal: in a container or without
+// CAP_SYS_RESOURCE they may be impossible and the proxy still works.
+func applyProcessSettings(cfg *proxyv1alpha1.KubeProxyConfiguration, log *zap.Logger) {
+	ct := cfg.Conntrack
+	limits := conntrack.Limits{
+		MaxPerCore:       int(deref(ct.MaxPerCore)),
+		Min:              int(deref(ct.Min)),
+		UDPTimeout:       ct.UDPTimeout.Duration,
+		UDPStreamTimeout: ct.UDPStreamTimeout.Duration,
+	}
+	if ct.TCPEstablishedTimeout != nil {
+		limits.TCPEstablishedTimeout = ct.TCPEstablishedTimeout.Duration
+	}
+	if ct.TCPCloseWaitTimeout != nil {
+		limits.TCPCloseWaitTimeout = ct.TCPCloseWaitTimeout.Duration
+	}
+	if err := conntrack.ApplyLimits(conntrack.ProcSysctl{Root: "/proc/sys"}, limits, runtime.NumCPU()); err != nil {
+		log.Warn("conntrack settings not applied", zap.Error(err))
+	}
+	if cfg.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(int(*cfg.OOMScoreAdj))), 0o644); err != nil {
+			log.Warn("oomScoreAdj not applied", zap.Int32("oomScoreAdj", *cfg.OOMScoreAdj), zap.Error(err))
+		}
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
