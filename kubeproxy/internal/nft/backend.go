@@ -171,16 +171,37 @@ func (b *Backend) Sync(ctx context.Context, p *plan.Plan, changed map[plan.Servi
 	return nil
 }
 
+// fullChunk is how many kernel objects a full sync puts in one
+// transaction. Each transaction holds whole services, so none is ever seen
+// half-programmed; bounding them bounds the sync's memory at any scale.
+const fullChunk = 40000
+
 func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	ks, err := b.k.read()
 	if err != nil {
 		return 0, fmt.Errorf("nft full sync: read back: %w", err)
 	}
-	pairs := make([]desiredPair, 0, len(p.Services)+1)
+	if !ks.tableExists {
+		b.log.Info("creating table")
+	}
+	refs := newElemRefs(b.f)
+	r := newReconciler(ks, refs, len(p.Services))
 	static := staticObjects(b.f, p)
-	pairs = append(pairs, desiredPair{new: static, rewrite: true})
+	t := &tx{ensure: true}
+	r.add(desiredPair{new: static, rewrite: true}, t)
+
 	entries := make(map[plan.ServicePortName]*svcEntry, len(p.Services))
-	for name, s := range p.Services {
+	size := 0
+	flush := func() error {
+		size += t.size()
+		if err := b.k.apply(t); err != nil {
+			return fmt.Errorf("nft full sync of %d services: %w", len(p.Services), err)
+		}
+		t = &tx{}
+		return nil
+	}
+	for _, name := range p.Names() {
+		s := p.Services[name]
 		var old *objects
 		var prevIDs *svcIDs
 		if e := b.services[name]; e != nil {
@@ -191,19 +212,20 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 			}
 		}
 		o, ids := serviceObjects(b.f, p, s, prevIDs, &b.alloc)
-		pairs = append(pairs, desiredPair{old: old, new: o})
+		r.add(desiredPair{old: old, new: o}, t)
 		entries[name] = &svcEntry{svc: s, ids: ids}
+		if t.size() >= fullChunk {
+			if err := flush(); err != nil {
+				return 0, err
+			}
+		}
 	}
-	refs := newElemRefs(b.f)
-	t := reconcile(ks, pairs, refs)
-	if !ks.tableExists {
-		b.log.Info("creating table")
-	}
-	if err := b.k.apply(t); err != nil {
-		return 0, fmt.Errorf("nft full sync of %d services: %w", len(p.Services), err)
+	r.finish(t)
+	if err := flush(); err != nil {
+		return 0, err
 	}
 	b.static, b.services, b.refs, b.facts, b.trusted = static, entries, refs, factsOf(p), true
-	return t.size(), nil
+	return size, nil
 }
 
 func (b *Backend) partialSync(p *plan.Plan, changed map[plan.ServicePortName]struct{}) (int, error) {

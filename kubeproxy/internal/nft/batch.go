@@ -37,8 +37,11 @@ const (
 	nfgenLen    = 4
 )
 
-func newBatch(table string, exprs *exprCache, seq uint32, sizeHint int) *batch {
-	b := &batch{table: cstr(table), buf: make([]byte, 0, max(sizeHint, 1<<12)), seq: seq, exprs: exprs}
+func newBatch(table string, exprs *exprCache, seq uint32, buf []byte, sizeHint int) *batch {
+	if cap(buf) < sizeHint {
+		buf = make([]byte, 0, max(sizeHint, 1<<12))
+	}
+	b := &batch{table: cstr(table), buf: buf[:0], seq: seq, exprs: exprs}
 	b.begin(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)
 	b.end()
 	return b

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"hash/maphash"
 	"slices"
 )
 
@@ -41,17 +42,20 @@ func (t *tx) size() int {
 	return n
 }
 
-// elemRefs counts how many users want each element of the shared sets: a
-// cluster IP (several ports) or a hairpin pair (several services) goes only
-// when its last user does. Elements of other sets belong to exactly one
-// service and need no count, which keeps the model small at 30k services.
+// elemRefs counts how many users want each element: a cluster IP (several
+// ports) or a hairpin pair (several services) goes only when its last user
+// does. Keys that only one service should have (an external IP and port
+// two services both claim) are counted too: the first claim wins, and a
+// full sync settles them by name order, instead of a transaction failing.
+// Counts are keyed by a 64-bit hash of the element's identity, 12 bytes an
+// element, which keeps the model small at 30k services.
 //
 // Shared chains (the endpoint pickers) are counted the same way, per
 // service using them; their changes are netted per transaction (see
 // finish) because one service may drop a picker that another starts using.
 type elemRefs struct {
-	shared map[string]bool
-	m      map[elemID]int
+	seed   maphash.Seed
+	m      map[uint64]int32
 	chains map[string]int
 	// pending holds this transaction's net change per shared chain.
 	pending map[string]*pendingChain
@@ -64,8 +68,8 @@ type pendingChain struct {
 
 func newElemRefs(f fam) *elemRefs {
 	return &elemRefs{
-		shared:  map[string]bool{f.clusterIPs(): true, f.hairpinSet(): true, f.nodeIPs(): true},
-		m:       map[elemID]int{},
+		seed:    maphash.MakeSeed(),
+		m:       map[uint64]int32{},
 		chains:  map[string]int{},
 		pending: map[string]*pendingChain{},
 	}
@@ -108,32 +112,36 @@ func (r *elemRefs) finish(t *tx) {
 	clear(r.pending)
 }
 
+// hash identifies an element (set and key).
+func (r *elemRefs) hash(e elem) uint64 {
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.WriteString(e.set)
+	h.WriteByte(0)
+	h.WriteString(e.key)
+	return h.Sum64()
+}
+
 func (r *elemRefs) ref(e elem, t *tx) {
-	if !r.shared[e.set] {
-		t.addElems = append(t.addElems, e)
-		return
-	}
-	r.m[e.id()]++
-	if r.m[e.id()] == 1 {
+	h := r.hash(e)
+	r.m[h]++
+	if r.m[h] == 1 {
 		t.addElems = append(t.addElems, e)
 	}
 }
 
 func (r *elemRefs) unref(e elem, t *tx) {
-	if !r.shared[e.set] {
-		t.delElems = append(t.delElems, e)
-		return
-	}
-	n, ok := r.m[e.id()]
+	h := r.hash(e)
+	n, ok := r.m[h]
 	if !ok {
 		return
 	}
 	if n <= 1 {
-		delete(r.m, e.id())
+		delete(r.m, h)
 		t.delElems = append(t.delElems, e)
 		return
 	}
-	r.m[e.id()] = n - 1
+	r.m[h] = n - 1
 }
 
 // diffObjects adds to t what turns old into new (chains and element
@@ -210,66 +218,84 @@ type desiredPair struct {
 	rewrite bool
 }
 
-// reconcile builds the transaction that turns the kernel state k into the
-// desired objects, and recounts refs from scratch. Chains the model says
-// hold the right rules are left alone; chains we know nothing about (after
-// a restart or a failed sync) are rewritten, atomically.
-func reconcile(k *kernelState, pairs []desiredPair, refs *elemRefs) *tx {
-	t := &tx{ensure: true}
-	nChains, nElems := 0, 0
-	for _, p := range pairs {
-		nChains += len(p.new.chains)
-		nElems += len(p.new.elems)
-	}
-	want := make(map[string]bool, nChains)
-	desired := make(map[elemID]elem, nElems)
-	for _, p := range pairs {
-		var oldRules map[string][]rule
-		if p.old != nil && !p.rewrite {
-			oldRules = make(map[string][]rule, len(p.old.chains))
-			for _, c := range p.old.chains {
-				oldRules[c.name] = c.rules
-			}
-		}
-		for _, c := range p.new.chains {
-			if c.shared {
-				refs.chains[c.name]++
-			}
-			if want[c.name] {
-				continue
-			}
-			want[c.name] = true
-			if !k.chains[c.name] {
-				t.addChains = append(t.addChains, c)
-				t.setRules = append(t.setRules, chainRules{chain: c})
-				continue
-			}
-			if old, known := oldRules[c.name]; !known || !slices.Equal(old, c.rules) {
-				t.setRules = append(t.setRules, chainRules{chain: c, flush: true})
-			}
-		}
-		for _, e := range p.new.elems {
-			desired[e.id()] = e
-			if refs.shared[e.set] {
-				refs.m[e.id()]++
-			}
+// reconciler turns the kernel state k into the desired objects, group by
+// group, so a full sync can go out as several transactions (each complete
+// for the services it holds) without ever holding every service's objects
+// at once. It recounts refs from scratch.
+type reconciler struct {
+	k    *kernelState
+	refs *elemRefs
+	want map[string]bool
+	// seen marks the kernel elements that are still desired; memory goes
+	// with the kernel's state, not with what is desired.
+	seen map[elemID]struct{}
+}
+
+func newReconciler(k *kernelState, refs *elemRefs, services int) *reconciler {
+	return &reconciler{k: k, refs: refs, want: make(map[string]bool, services/4), seen: make(map[elemID]struct{}, len(k.elems))}
+}
+
+// add appends to t what p needs. Chains the model says hold the right
+// rules are left alone; chains we know nothing about (after a restart or a
+// failed sync) are rewritten, atomically.
+func (r *reconciler) add(p desiredPair, t *tx) {
+	var oldRules map[string][]rule
+	if p.old != nil && !p.rewrite {
+		oldRules = make(map[string][]rule, len(p.old.chains))
+		for _, c := range p.old.chains {
+			oldRules[c.name] = c.rules
 		}
 	}
-	for name := range k.chains {
-		if !want[name] {
+	for _, c := range p.new.chains {
+		if c.shared {
+			r.refs.chains[c.name]++
+		}
+		if r.want[c.name] {
+			continue
+		}
+		r.want[c.name] = true
+		if !r.k.chains[c.name] {
+			t.addChains = append(t.addChains, c)
+			t.setRules = append(t.setRules, chainRules{chain: c})
+			continue
+		}
+		if old, known := oldRules[c.name]; !known || !slices.Equal(old, c.rules) {
+			t.setRules = append(t.setRules, chainRules{chain: c, flush: true})
+		}
+	}
+	for _, e := range p.new.elems {
+		h := r.refs.hash(e)
+		r.refs.m[h]++
+		if r.refs.m[h] > 1 {
+			continue // another service already asked for it
+		}
+		ke, ok := r.k.elems[e.id()]
+		switch {
+		case !ok:
+			t.addElems = append(t.addElems, e)
+		case ke != e:
+			// Same key, other value: replace it in this transaction.
+			t.delElems = append(t.delElems, ke)
+			t.addElems = append(t.addElems, e)
+			r.seen[e.id()] = struct{}{}
+		default:
+			r.seen[e.id()] = struct{}{}
+		}
+	}
+}
+
+// finish appends the deletions of everything in the kernel that is not
+// desired; it goes last, after every reference to it is gone.
+func (r *reconciler) finish(t *tx) {
+	for name := range r.k.chains {
+		if !r.want[name] {
 			t.delChains = append(t.delChains, name)
 		}
 	}
 	slices.Sort(t.delChains)
-	for id, e := range k.elems {
-		if d, ok := desired[id]; !ok || d != e {
+	for id, e := range r.k.elems {
+		if _, ok := r.seen[id]; !ok {
 			t.delElems = append(t.delElems, e)
 		}
 	}
-	for id, e := range desired {
-		if ke, ok := k.elems[id]; !ok || ke != e {
-			t.addElems = append(t.addElems, e)
-		}
-	}
-	return t
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -53,6 +54,8 @@ type netlinkKernel struct {
 	raw   *netlink.Conn
 	exprs *exprCache
 	seq   uint32
+	// buf is the last batch's buffer, reused by the next.
+	buf   []byte
 	sets  map[string]*nftables.Set
 	kinds []setKind
 }
@@ -167,7 +170,7 @@ func (k *netlinkKernel) apply(t *tx) (err error) {
 	if err != nil {
 		return err
 	}
-	b := newBatch(k.table.Name, k.exprs, k.seq, batchSizeHint(t))
+	b := newBatch(k.table.Name, k.exprs, k.seq, k.buf, batchSizeHint(t))
 	for _, ch := range t.addChains {
 		hookNum, prio, typ := hookOf(ch)
 		b.addChain(ch.name, hookNum, prio, typ)
@@ -197,7 +200,7 @@ func (k *netlinkKernel) apply(t *tx) (err error) {
 		b.delChain(name)
 	}
 	err = b.send(conn)
-	k.seq = b.seq
+	k.seq, k.buf = b.seq, b.buf[:0]
 	if err != nil {
 		k.closeRaw()
 		return fmt.Errorf("nftables transaction (%d objects): %w", t.size(), err)
@@ -215,18 +218,18 @@ func batchSizeHint(t *tx) int {
 	return n
 }
 
-// groupBySet splits elements by set, keeping first-seen order.
+// groupBySet sorts elements by set, in place and stably (so a delete and
+// re-add of one key keep their order), and returns the runs.
 func groupBySet(es []elem) [][]elem {
-	idx := map[string]int{}
+	slices.SortStableFunc(es, func(a, b elem) int { return strings.Compare(a.set, b.set) })
 	var out [][]elem
-	for _, e := range es {
-		i, ok := idx[e.set]
-		if !ok {
-			i = len(out)
-			idx[e.set] = i
-			out = append(out, nil)
+	for start := 0; start < len(es); {
+		end := start + 1
+		for end < len(es) && es[end].set == es[start].set {
+			end++
 		}
-		out[i] = append(out[i], e)
+		out = append(out, es[start:end])
+		start = end
 	}
 	return out
 }

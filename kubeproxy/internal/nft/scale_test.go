@@ -1,0 +1,255 @@
+package nft
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
+)
+
+// scaleResult is what one worker process measures at one scale.
+type scaleResult struct {
+	Services, Endpoints int
+	// Full sync into an empty table: wall time and the process's CPU time
+	// (user+system; nf_tables runs in our sendmsg, so kernel work counts).
+	FullWall, FullCPU time.Duration
+	// One service's endpoint change, Sync only (median).
+	OneWall, OneCPU time.Duration
+	// Network programming latency: endpoint change -> plan -> rules
+	// committed in the kernel.
+	LatP50, LatP99 time.Duration
+	// Peak RSS of the worker process during the syncs, the RSS before
+	// them (the services, endpoints and plan the harness holds, like an
+	// informer cache would), and Go heap in use after the run.
+	HWMKiB, BaseKiB, HeapMiB int64
+	MemLimit                 string
+	FullRuns, Changes        int
+}
+
+const scaleWorkerEnv = "KUBENODE_NFT_SCALE_WORKER"
+
+// TestScaleReport runs one worker process per scale (so each peak RSS is
+// its own) and prints the table the README shows. make bench-nft runs it.
+func TestScaleReport(t *testing.T) {
+	if os.Getenv("KUBENODE_NFT_BENCH") == "" {
+		t.Skip("KUBENODE_NFT_BENCH not set: run through make bench-nft")
+	}
+	needRoot(t)
+	load, _ := os.ReadFile("/proc/loadavg")
+	var results []scaleResult
+	runs := []struct {
+		n        int
+		memLimit string
+	}{{1000, ""}, {10000, ""}, {30000, ""}, {30000, "128MiB"}}
+	for _, run := range runs {
+		n := run.n
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestScaleWorker$", "-test.count", "1", "-test.timeout", "20m")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", scaleWorkerEnv, n))
+		if run.memLimit != "" {
+			cmd.Env = append(cmd.Env, "GOMEMLIMIT="+run.memLimit)
+		}
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("worker for %d services: %v\n%s", n, err, out)
+		}
+		var r scaleResult
+		found := false
+		sc := bufio.NewScanner(strings.NewReader(string(out)))
+		for sc.Scan() {
+			if line, ok := strings.CutPrefix(sc.Text(), "RESULT "); ok {
+				if err := json.Unmarshal([]byte(line), &r); err != nil {
+					t.Fatal(err)
+				}
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("worker for %d services printed no result:\n%s", n, out)
+		}
+		r.MemLimit = run.memLimit
+		results = append(results, r)
+	}
+	var uts syscall.Utsname
+	_ = syscall.Uname(&uts)
+	release := utsString(uts.Release[:])
+	fmt.Printf("\n### nftables backend (kubeproxy/internal/nft), %d-core VM, kernel %s, load average at start %s\n\n",
+		runtime.NumCPU(), release, strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Println("| services x endpoints | full sync wall (cpu) | one-service change wall (cpu) | programming latency p50 / p99 | peak RSS (harness before sync) | Go heap after |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	for _, r := range results {
+		label := fmt.Sprintf("%d x %d", r.Services, r.Endpoints)
+		if r.MemLimit != "" {
+			label += ", GOMEMLIMIT=" + r.MemLimit
+		}
+		fmt.Printf("| %s | %v (%v) | %v (%v) | %v / %v | %d MiB (%d MiB) | %d MiB |\n",
+			label, rnd(r.FullWall), rnd(r.FullCPU), rnd(r.OneWall), rnd(r.OneCPU),
+			rnd(r.LatP50), rnd(r.LatP99), r.HWMKiB/1024, r.BaseKiB/1024, r.HeapMiB)
+	}
+	fmt.Println()
+	fmt.Println("Wall times depend on what else runs on the machine; cpu is this process's user+system time (nf_tables runs inside our sendmsg, so the kernel's work is in it).")
+	fmt.Println()
+	fmt.Println("Targets at 10k: full sync <= 2 s, one-service change <= 20 ms, p99 latency <= 100 ms; RSS <= 150 MiB at 30k.")
+	for _, r := range results {
+		var miss []string
+		if r.Services == 10000 {
+			if r.FullWall > 2*time.Second {
+				miss = append(miss, fmt.Sprintf("full sync %v > 2s", rnd(r.FullWall)))
+			}
+			if r.OneWall > 20*time.Millisecond {
+				miss = append(miss, fmt.Sprintf("one-service change %v > 20ms", rnd(r.OneWall)))
+			}
+			if r.LatP99 > 100*time.Millisecond {
+				miss = append(miss, fmt.Sprintf("p99 latency %v > 100ms", rnd(r.LatP99)))
+			}
+		}
+		if r.Services == 30000 && r.MemLimit == "" && r.HWMKiB > 150*1024 {
+			miss = append(miss, fmt.Sprintf("peak RSS %d MiB > 150 MiB", r.HWMKiB/1024))
+		}
+		if len(miss) > 0 {
+			fmt.Printf("MISSED at %d services: %s\n", r.Services, strings.Join(miss, "; "))
+		}
+	}
+}
+
+func utsString(b []int8) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
+}
+
+func rnd(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestScaleWorker measures one scale inside a throwaway netns.
+func TestScaleWorker(t *testing.T) {
+	v := os.Getenv(scaleWorkerEnv)
+	if v == "" {
+		t.Skip(scaleWorkerEnv + " not set: started by TestScaleReport (make bench-nft)")
+	}
+	needRoot(t)
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const eps = 10
+	r := scaleResult{Services: n, Endpoints: eps, FullRuns: 3, Changes: 200}
+	w := newScaleWorld(n, eps)
+	p := w.plan(nil)
+	ns := newNS(t)
+	ctx := context.Background()
+	newBackend := func() *Backend {
+		b, err := New(Config{Family: plan.IPv4, NetNSFd: int(ns)}, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	// The peak RSS counts from here: what the harness holds is the
+	// baseline.
+	runtime.GC()
+	debug.FreeOSMemory()
+	r.BaseKiB = procStatus(t, "VmRSS:")
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Fatalf("reset peak RSS: %v", err)
+	}
+
+	var walls, cpus []time.Duration
+	var b *Backend
+	for i := range r.FullRuns {
+		if b != nil {
+			if err := b.Cleanup(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b = newBackend()
+		runtime.GC()
+		c0, t0 := cpuTime(), time.Now()
+		if err := b.Sync(ctx, p, nil, true); err != nil {
+			t.Fatalf("full sync %d: %v", i, err)
+		}
+		walls, cpus = append(walls, time.Since(t0)), append(cpus, cpuTime()-c0)
+	}
+	r.FullWall, r.FullCPU = median(walls), median(cpus)
+
+	walls, cpus = nil, nil
+	var lats []time.Duration
+	for i := range r.Changes {
+		start := time.Now()
+		ch := w.change(i*7919, i+1)
+		np := w.plan(ch)
+		c0, t0 := cpuTime(), time.Now()
+		if err := b.Sync(ctx, np, ch, false); err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+		walls, cpus = append(walls, time.Since(t0)), append(cpus, cpuTime()-c0)
+		lats = append(lats, time.Since(start))
+	}
+	r.OneWall, r.OneCPU = median(walls), median(cpus)
+	slices.Sort(lats)
+	r.LatP50, r.LatP99 = lats[len(lats)/2], lats[len(lats)*99/100]
+
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	r.HeapMiB = int64(ms.HeapInuse >> 20)
+	r.HWMKiB = procStatus(t, "VmHWM:")
+	if err := b.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(r)
+	fmt.Printf("RESULT %s\n", out)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func procStatus(t *testing.T, field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kib
+		}
+	}
+	return 0
+}
