@@ -8,7 +8,7 @@ TEST_TARGETS += test-nodeenv
 bin/kubenode-dev: FORCE
 	$(GO) build -trimpath -o $@ ./e2e/cmd/kubenode-dev
 
-test-nodeenv: ## images, registry, containerd+CNI pods over CRI, crash teardown (root; ~30 s warm)
+test-nodeenv: controlplane ## images, registry, pods over CRI on containerd+CNI, crash teardown, make up/down (root)
 	$(GO) test -count=1 -timeout=5m ./e2e/images/... ./e2e/nodeenv/... ./e2e/cmd/kubenode-dev/...
 
 up: build controlplane bin/kubenode-dev ## start a dev node (registry, control plane, containerd) in the background under $KUBENODE_STATE

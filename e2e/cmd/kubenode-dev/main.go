@@ -40,6 +40,7 @@ func newCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&o.controlPlaneBin, "controlplane-bin", os.Getenv("KUBENODE_CONTROLPLANE_BIN"), "the control plane binary ($KUBENODE_CONTROLPLANE_BIN, set by make)")
 	root.PersistentFlags().StringVar(&o.binDir, "bin-dir", "bin", "where bin/kubelet and bin/kube-proxy are")
 	root.PersistentFlags().StringVar(&o.podCIDR, "pod-cidr", "10.244.0.0/24", "the node's pod range")
+	root.PersistentFlags().StringVar(&o.cgroupRoot, "cgroup-root", "/kubepods", "the cgroup the kubelet puts pods under; down removes its tree")
 
 	root.AddCommand(&cobra.Command{
 		Use:   "up",
@@ -70,6 +71,7 @@ type options struct {
 	controlPlaneBin string
 	binDir          string
 	podCIDR         string
+	cgroupRoot      string
 }
 
 // newLogger logs human-readable lines to stderr (the supervisor's log file when detached).

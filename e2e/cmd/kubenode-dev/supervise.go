@@ -20,9 +20,6 @@ import (
 // nodeName is the development node's name in the API.
 const nodeName = "kubenode-dev"
 
-// kubeletCgroupRoot is where the kubelet puts pod cgroups; down removes the tree.
-const kubeletCgroupRoot = "/kubepods"
-
 // nodeFacts is what the node's processes need to know about the running environment.
 type nodeFacts struct {
 	NodeName            string
@@ -93,7 +90,7 @@ func supervise(ctx context.Context, o options) error {
 		StateDir:     l.nodeDir(),
 		RegistryAddr: reg.Addr(),
 		PodCIDR:      o.podCIDR,
-		CgroupRoots:  []string{kubeletCgroupRoot},
+		CgroupRoots:  []string{o.cgroupRoot},
 		Output:       ctrLog,
 		Log:          log,
 	})
@@ -111,7 +108,7 @@ func supervise(ctx context.Context, o options) error {
 		KubeProxyKubeconfig: cp.KubeProxyKubeconfig(),
 		CRIEndpoint:         env.Endpoint(),
 		PodCIDR:             env.PodCIDR(),
-		CgroupRoot:          kubeletCgroupRoot,
+		CgroupRoot:          o.cgroupRoot,
 		StateDir:            filepath.Join(l.nodeDir(), "agents"),
 		BinDir:              o.binDir,
 	}

@@ -55,7 +55,7 @@ func up(ctx context.Context, o options, out io.Writer) error {
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	cmd := exec.Command(self, "supervise",
 		"--state-dir="+l.root, "--cache-dir="+abs(o.cacheDir), "--controlplane-bin="+abs(o.controlPlaneBin),
-		"--bin-dir="+abs(o.binDir), "--pod-cidr="+o.podCIDR)
+		"--bin-dir="+abs(o.binDir), "--pod-cidr="+o.podCIDR, "--cgroup-root="+o.cgroupRoot)
 	cmd.Stdout, cmd.Stderr = supLog, supLog
 	// A session of its own: it outlives make, and the terminal's ^C does not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
