@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -163,7 +164,7 @@ func registerNode(t *testing.T, c *Cluster, name string, taints ...corev1.Taint)
 		corev1.ResourceMemory: resource.MustParse("8Gi"),
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
-	created.Status = corev1.NodeStatus{
+	status := corev1.NodeStatus{
 		Capacity:    res,
 		Allocatable: res,
 		Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}},
@@ -172,8 +173,14 @@ func registerNode(t *testing.T, c *Cluster, name string, taints ...corev1.Taint)
 			LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
 	}
-	if _, err := nc.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("node %s updates its status: %v", name, err)
+	// A patch, not an update: controllers (node-ipam, node-lifecycle) touch
+	// a new Node at once, so a read-modify-write would race them.
+	patch, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.CoreV1().Nodes().Patch(ctx, created.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatalf("node %s patches its status: %v", name, err)
 	}
 	return nc
 }
