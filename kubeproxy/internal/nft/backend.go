@@ -83,7 +83,6 @@ type Backend struct {
 	// cannot vouch for.
 	trusted  bool
 	facts    planFacts
-	static   objects
 	services map[plan.ServicePortName]*svcEntry
 	refs     *elemRefs
 }
@@ -224,7 +223,7 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	if err := flush(); err != nil {
 		return 0, err
 	}
-	b.static, b.services, b.refs, b.facts, b.trusted = static, entries, refs, factsOf(p), true
+	b.services, b.refs, b.facts, b.trusted = entries, refs, factsOf(p), true
 	return size, nil
 }
 
@@ -298,6 +297,5 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 	b.trusted = false
 	b.services = map[plan.ServicePortName]*svcEntry{}
 	b.refs = newElemRefs(b.f)
-	b.static = objects{}
 	return nil
 }

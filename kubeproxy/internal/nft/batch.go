@@ -32,11 +32,6 @@ type batch struct {
 	exprs   *exprCache
 }
 
-const (
-	nlmsgHdrLen = 16
-	nfgenLen    = 4
-)
-
 func newBatch(table string, exprs *exprCache, seq uint32, buf []byte, sizeHint int) *batch {
 	if cap(buf) < sizeHint {
 		buf = make([]byte, 0, max(sizeHint, 1<<12))

@@ -130,12 +130,11 @@ type outcome struct {
 
 // walker interprets the fake kernel's rules the way nf_tables would.
 type walker struct {
-	k         *fakeKernel
-	f         fam
-	localIPs  []netip.Addr
-	rnd       *rand.Rand
-	affinity  map[elemID]bool
-	lastChain string
+	k        *fakeKernel
+	f        fam
+	localIPs []netip.Addr
+	rnd      *rand.Rand
+	affinity map[elemID]bool
 }
 
 func newWalker(k *fakeKernel, localIPs ...string) *walker {

@@ -262,7 +262,3 @@ func keyIndex(key string, i int) string {
 func dataAddrPort(ap netip.AddrPort) string {
 	return string(appendPort(appendAddr(make([]byte, 0, 20), ap.Addr()), ap.Port()))
 }
-
-func keyEpAddr(epID uint32, a netip.Addr) string {
-	return string(appendAddr(appendInt(make([]byte, 0, 20), epID), a))
-}

@@ -142,10 +142,6 @@ func (k *netlinkKernel) setFor(sk setKind) *nftables.Set {
 	return s
 }
 
-func (k *netlinkKernel) chainRef(name string) *nftables.Chain {
-	return &nftables.Chain{Name: name, Table: k.table}
-}
-
 func (k *netlinkKernel) apply(t *tx) (err error) {
 	if t.ensure {
 		// The table and our sets are created with the library, apart from
