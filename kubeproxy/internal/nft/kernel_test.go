@@ -322,3 +322,38 @@ func TestKernelCleanupLeavesNothing(t *testing.T) {
 	w.sync()
 	assertSpread(t, newClient(w.tp.podc, 2*time.Second).counts("10.96.0.10:80", 5), 5, "pod1")
 }
+
+func TestKernelDualStackSharesTheTable(t *testing.T) {
+	w := newWorld(t)
+	web := svcPort("web", "10.96.0.10", 80)
+	web.ClusterIPs = append(web.ClusterIPs, netip.MustParseAddr("fd00:96::10"))
+	eps := []plan.Endpoint{ep(0, true), ep(1, true), ep(2, true)}
+	for i := range 3 {
+		e := ep(i, true)
+		e.IP = netip.MustParseAddr(podIP6(i))
+		eps = append(eps, e)
+	}
+	w.set(web, eps...)
+	w.sync()
+
+	b6, err := New(Config{Family: plan.IPv6, NetNSFd: int(w.tp.node)}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := plan.NodeFacts{PrimaryIPs: []netip.Addr{netip.MustParseAddr(nodeIP)}}
+	cfg6 := w.cfg
+	cfg6.ClusterCIDRs = []netip.Prefix{mustPrefix("fd00:244::/64")}
+	p6 := plan.Build(plan.IPv6, w.services, w.eps, node, cfg6, nil, nil)
+	if err := b6.Sync(context.Background(), p6, nil, true); err != nil {
+		t.Fatalf("IPv6 sync: %v", err)
+	}
+	pod := newClient(w.tp.podc, 2*time.Second)
+	assertSpread(t, pod.counts("[fd00:96::10]:80", 90), 90, "pod1", "pod2", "pod3")
+	// The IPv4 backend's objects are untouched by the IPv6 one, and the
+	// other way round after an IPv4 full sync.
+	w.sync()
+	assertSpread(t, pod.counts("10.96.0.10:80", 90), 90, "pod1", "pod2", "pod3")
+	assertSpread(t, pod.counts("[fd00:96::10]:80", 30), 30, "pod1", "pod2", "pod3")
+	self := newClient(w.tp.pods[1], 2*time.Second)
+	assertSpread(t, self.counts("[fd00:96::10]:80", 30), 30, "pod1", "pod2", "pod3")
+}

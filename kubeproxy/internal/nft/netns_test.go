@@ -74,6 +74,10 @@ func newNS(t testing.TB) netns.NsHandle {
 	orig.Close()
 	runtime.UnlockOSThread()
 	t.Cleanup(func() { ns.Close() })
+	// No duplicate address detection: while link-local addresses are
+	// tentative, the first IPv6 connections stall for a second or two.
+	sysctl(t, ns, "net.ipv6.conf.all.accept_dad", "0")
+	sysctl(t, ns, "net.ipv6.conf.default.accept_dad", "0")
 	h := nsHandle(t, ns)
 	lo, err := h.LinkByName("lo")
 	if err != nil {
@@ -269,7 +273,8 @@ const (
 	podCIDR = "10.244.0.0/24"
 )
 
-func podIP(i int) string { return fmt.Sprintf("10.244.0.%d", 11+i) }
+func podIP(i int) string  { return fmt.Sprintf("10.244.0.%d", 11+i) }
+func podIP6(i int) string { return fmt.Sprintf("fd00:244::%d", 11+i) }
 
 func newTopo(t *testing.T) *topo {
 	t.Helper()
@@ -277,6 +282,8 @@ func newTopo(t *testing.T) *topo {
 	nh := nsHandle(t, tp.node)
 	sysctl(t, tp.node, "net.ipv4.ip_forward", "1")
 	sysctl(t, tp.node, "net.bridge.bridge-nf-call-iptables", "1")
+	sysctl(t, tp.node, "net.ipv6.conf.all.forwarding", "1")
+	sysctl(t, tp.node, "net.bridge.bridge-nf-call-ip6tables", "1")
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "kbr0"}}
 	if err := nh.LinkAdd(br); err != nil {
 		t.Fatalf("bridge: %v", err)
@@ -286,6 +293,7 @@ func newTopo(t *testing.T) *topo {
 		t.Fatal(err)
 	}
 	addAddr(t, nh, brl, "10.244.0.1/24")
+	addAddr(t, nh, brl, "fd00:244::1/64")
 	if err := nh.LinkSetUp(brl); err != nil {
 		t.Fatal(err)
 	}
@@ -304,10 +312,13 @@ func newTopo(t *testing.T) *topo {
 		tp.pods = append(tp.pods, ns)
 		attach(vethInto(t, nh, fmt.Sprintf("kveth%d", i+1), ns, podIP(i)+"/24"))
 		defaultRoute(t, ns, "10.244.0.1")
+		addPodIPv6(t, ns, podIP6(i))
 		serve(t, ns, podIP(i)+":8080", fmt.Sprintf("pod%d", i+1))
+		serve(t, ns, "["+podIP6(i)+"]:8080", fmt.Sprintf("pod%d", i+1))
 	}
 	attach(vethInto(t, nh, "kvethc", tp.podc, "10.244.0.100/24"))
 	defaultRoute(t, tp.podc, "10.244.0.1")
+	addPodIPv6(t, tp.podc, "fd00:244::100")
 
 	ev := vethInto(t, nh, "kext0", tp.ext, extIP+"/24")
 	addAddr(t, nh, ev, nodeIP+"/24")
@@ -318,5 +329,23 @@ func newTopo(t *testing.T) *topo {
 	if err := nh.RouteAdd(&netlink.Route{LinkIndex: brl.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4(10, 96, 0, 0), Mask: net.CIDRMask(16, 32)}}); err != nil {
 		t.Fatalf("VIP route: %v", err)
 	}
+	if err := nh.RouteAdd(&netlink.Route{LinkIndex: brl.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("fd00:96::"), Mask: net.CIDRMask(112, 128)}}); err != nil {
+		t.Fatalf("IPv6 VIP route: %v", err)
+	}
 	return tp
+}
+
+// addPodIPv6 gives a pod's eth0 an IPv6 address in fd00:244::/64 and a
+// default route through the bridge.
+func addPodIPv6(t testing.TB, ns netns.NsHandle, ip string) {
+	t.Helper()
+	h := nsHandle(t, ns)
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAddr(t, h, l, ip+"/64")
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("fd00:244::1"), Family: unix.AF_INET6}); err != nil {
+		t.Fatalf("IPv6 default route: %v", err)
+	}
 }
