@@ -21,8 +21,10 @@ type recorder struct{ events []string }
 
 func (r *recorder) handler() Handler[*corev1.Pod] {
 	return Handler[*corev1.Pod]{
-		OnAdd:    func(p *corev1.Pod) { r.events = append(r.events, "add "+p.Name+"@"+p.ResourceVersion) },
-		OnUpdate: func(o, n *corev1.Pod) { r.events = append(r.events, "update "+o.Name+"@"+o.ResourceVersion+"->"+n.ResourceVersion) },
+		OnAdd: func(p *corev1.Pod) { r.events = append(r.events, "add "+p.Name+"@"+p.ResourceVersion) },
+		OnUpdate: func(o, n *corev1.Pod) {
+			r.events = append(r.events, "update "+o.Name+"@"+o.ResourceVersion+"->"+n.ResourceVersion)
+		},
 		OnDelete: func(p *corev1.Pod) { r.events = append(r.events, "delete "+p.Name+"@"+p.ResourceVersion) },
 	}
 }

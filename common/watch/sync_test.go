@@ -45,8 +45,10 @@ func TestWaitForSync(t *testing.T) {
 			timeout: 5 * time.Second,
 		},
 		{
-			name:       "timeout names the unsynced caches only",
-			syncers:    func() []Syncer { return []Syncer{syncer("pods", true), syncer("services", false), syncer("endpointslices", false)} },
+			name: "timeout names the unsynced caches only",
+			syncers: func() []Syncer {
+				return []Syncer{syncer("pods", true), syncer("services", false), syncer("endpointslices", false)}
+			},
 			timeout:    200 * time.Millisecond,
 			wantErr:    []string{"caches not synced within 200ms: services, endpointslices"},
 			notInErr:   []string{"pods"},
