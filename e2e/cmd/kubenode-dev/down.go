@@ -31,6 +31,9 @@ func down(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	var errs []error
+	if err := cleanupNode(ctx, o, log); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := os.Stat(l.controlPlaneDir()); err == nil {
 		if err := cluster.KillAll(l.controlPlaneDir()); err != nil {
 			errs = append(errs, fmt.Errorf("control plane: %w", err))

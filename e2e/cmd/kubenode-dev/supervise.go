@@ -17,28 +17,6 @@ import (
 	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
-// nodeName is the development node's name in the API.
-const nodeName = "kubenode-dev"
-
-// nodeFacts is what the node's processes need to know about the running environment.
-type nodeFacts struct {
-	NodeName            string
-	NodeKubeconfig      string
-	KubeProxyKubeconfig string
-	CRIEndpoint         string
-	PodCIDR             string
-	CgroupRoot          string
-	StateDir            string // a directory of their own for the processes, under the node dir
-	BinDir              string
-}
-
-// nodeProcesses lists the processes the supervisor keeps running on the node. The kubelet and
-// kube-proxy join here: one procSpec each, built from f.
-func nodeProcesses(f nodeFacts) []procSpec {
-	_ = f
-	return nil
-}
-
 // supervise runs everything in the foreground until SIGTERM/SIGINT, then stops it in reverse.
 func supervise(ctx context.Context, o options) error {
 	l := layout{root: o.stateDir}
@@ -105,6 +83,7 @@ func supervise(ctx context.Context, o options) error {
 
 	facts := nodeFacts{
 		NodeName:            nodeName,
+		AdminKubeconfig:     cp.AdminKubeconfig(),
 		KubeProxyKubeconfig: cp.KubeProxyKubeconfig(),
 		CRIEndpoint:         env.Endpoint(),
 		PodCIDR:             env.PodCIDR(),
@@ -135,6 +114,9 @@ func supervise(ctx context.Context, o options) error {
 	// Node processes stop first: the kubelet must not see its runtime vanish under it.
 	defer func() { stopProcs(); <-procsDone }()
 
+	if err := waitNode(ctx, facts, log); err != nil {
+		return err
+	}
 	if err := l.writeReady(readyInfo{
 		AdminKubeconfig: cp.AdminKubeconfig(),
 		Server:          cp.Server(),
