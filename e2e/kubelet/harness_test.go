@@ -48,6 +48,7 @@ type node struct {
 	kubeconfig string // empty: standalone
 	nodeIP     string
 	healthz    int
+	registry   string // host:port of the local registry
 	env        *nodeenv.Env
 	cluster    *cluster.Cluster
 	admin      kubernetes.Interface
@@ -159,6 +160,7 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = reg.Close() })
+	n.registry = reg.Addr()
 	t.Cleanup(func() {
 		// Order matters: the kubelet first (or it recreates what is being removed), then the
 		// control plane, then containerd with every pod, mount, link and cgroup it made.

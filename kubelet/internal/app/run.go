@@ -85,6 +85,8 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 			return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)
 		}
 		rc.UserAgent = "kubenode-kubelet/" + version.Get(Component).Version
+		// Upstream's kubeAPIQPS/kubeAPIBurst: status patches, events, tokens and the lease share it.
+		rc.QPS, rc.Burst = 50, 100
 		client, err = kubernetes.NewForConfig(rc)
 		if err != nil {
 			return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)

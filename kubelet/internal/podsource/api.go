@@ -128,6 +128,12 @@ func (m *Mirrors) Sync(ctx context.Context) error {
 	var node *v1.Node
 	for uid, p := range static {
 		mirror := mirrors[uid]
+		if mirror != nil && mirror.DeletionTimestamp != nil {
+			// Someone deleted the mirror pod: finish the delete (the static pod keeps running)
+			// and recreate it once it is gone.
+			note(m.delete(ctx, mirror))
+			continue
+		}
 		if mirror != nil {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -45,19 +46,37 @@ func IsStatic(p *v1.Pod) bool {
 	return p.Annotations[AnnotationSource] == "file"
 }
 
-// SetAPIPod records an added or updated pod from the API.
+// SetAPIPod records an added or updated pod from the API. An update that changes only the
+// status (most often our own patch coming back) is stored without triggering a sync.
 func (m *Manager) SetAPIPod(p *v1.Pod) {
 	var uid types.UID
+	var old *v1.Pod
 	m.mu.Lock()
 	if IsMirror(p) {
 		uid = types.UID(p.Annotations[AnnotationMirror])
+		old = m.mirrors[uid]
 		m.mirrors[uid] = p
 	} else {
 		uid = p.UID
+		old = m.api[uid]
 		m.api[uid] = p
 	}
 	m.mu.Unlock()
+	if old != nil && old.UID == p.UID && !differ(old, p) {
+		return
+	}
 	m.onChange(uid)
+}
+
+// differ reports whether two versions of a pod differ in what a sync acts on.
+func differ(a, b *v1.Pod) bool {
+	return !apiequality.Semantic.DeepEqual(a.Spec, b.Spec) ||
+		!apiequality.Semantic.DeepEqual(a.Labels, b.Labels) ||
+		!apiequality.Semantic.DeepEqual(a.Annotations, b.Annotations) ||
+		!apiequality.Semantic.DeepEqual(a.DeletionTimestamp, b.DeletionTimestamp) ||
+		!apiequality.Semantic.DeepEqual(a.DeletionGracePeriodSeconds, b.DeletionGracePeriodSeconds) ||
+		// A phase set by someone else (eviction, a terminal phase) changes what runs.
+		a.Status.Phase != b.Status.Phase
 }
 
 // DeleteAPIPod records a pod gone from the API.

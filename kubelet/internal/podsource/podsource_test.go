@@ -118,3 +118,56 @@ func TestMirrorsSync(t *testing.T) {
 		t.Error("orphaned mirror pod not deleted")
 	}
 }
+
+func TestMirrorBeingDeletedIsReplaced(t *testing.T) {
+	ctx := context.Background()
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1", UID: "node-uid"}}
+	p, _ := DecodeStatic([]byte(manifest), "web.yaml", "node-1")
+	now := metav1.Now()
+	mirror := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: "m1", DeletionTimestamp: &now,
+		Annotations: map[string]string{AnnotationMirror: string(p.UID)}}}
+	client := fake.NewSimpleClientset(node, mirror)
+	m := NewManager(func(types.UID) {})
+	m.SetStatic([]*v1.Pod{p})
+	m.SetAPIPod(mirror)
+	if _, api, _ := m.Get(p.UID); api != nil {
+		t.Fatalf("a mirror being deleted is reported as the API pod")
+	}
+	if err := NewMirrors(client, "node-1", m, zap.NewNop()).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err == nil {
+		t.Fatal("terminating mirror pod not deleted")
+	}
+	m.DeleteAPIPod(mirror)
+	if err := NewMirrors(client, "node-1", m, zap.NewNop()).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("mirror pod not recreated: %v", err)
+	}
+}
+
+func TestStatusOnlyUpdatesDoNotTrigger(t *testing.T) {
+	var changes int
+	m := NewManager(func(types.UID) { changes++ })
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", UID: "u", ResourceVersion: "1"}, Spec: v1.PodSpec{NodeName: "n"}}
+	m.SetAPIPod(p)
+	q := p.DeepCopy()
+	q.ResourceVersion = "2"
+	q.Status.PodIP = "10.0.0.1"
+	m.SetAPIPod(q)
+	if changes != 1 {
+		t.Fatalf("status-only update triggered a sync (%d triggers)", changes)
+	}
+	if _, api, _ := m.Get("u"); api.ResourceVersion != "2" {
+		t.Fatalf("status-only update not stored")
+	}
+	r := q.DeepCopy()
+	now := metav1.Now()
+	r.DeletionTimestamp = &now
+	m.SetAPIPod(r)
+	if changes != 2 {
+		t.Fatalf("deletion did not trigger a sync")
+	}
+}

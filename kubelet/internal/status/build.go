@@ -106,12 +106,24 @@ func Build(in Input) v1.PodStatus {
 	return st
 }
 
+// keepScheduled keeps the conditions others own, and PodScheduled True: a pod the kubelet sees
+// is scheduled, also when it was bound without a scheduler (upstream adds it the same way).
 func keepScheduled(conds []v1.PodCondition) []v1.PodCondition {
 	var out []v1.PodCondition
+	scheduled := false
 	for _, c := range conds {
-		if c.Type == v1.PodScheduled || c.Type == v1.DisruptionTarget {
+		switch c.Type {
+		case v1.PodScheduled:
+			scheduled = true
+			c.Status = v1.ConditionTrue
+			c.Reason, c.Message = "", ""
+			out = append(out, c)
+		case v1.DisruptionTarget:
 			out = append(out, c)
 		}
+	}
+	if !scheduled {
+		out = append(out, v1.PodCondition{Type: v1.PodScheduled, Status: v1.ConditionTrue})
 	}
 	return out
 }

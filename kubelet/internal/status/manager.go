@@ -153,6 +153,8 @@ func (m *Manager) flush(ctx context.Context) {
 			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 				// The pod is gone or was replaced (UID precondition): nothing to report to.
 				e.dirty = false
+			case ctx.Err() != nil:
+				// Shutting down: the next kubelet sends it.
 			default:
 				m.log.Warn("pod status update failed; will retry", zap.String("pod", ns+"/"+name), zap.Error(err))
 			}
