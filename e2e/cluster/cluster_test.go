@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -544,9 +545,11 @@ func TestAttach(t *testing.T) {
 	}
 }
 
-// TestDetachedLifecycle is what `make up` and its teardown do: a control
-// plane that outlives its starter, found again by state dir and killed.
-func TestDetachedLifecycle(t *testing.T) {
+// TestDetachedLifecycleAndRestart is what `make up` and its teardown do: a
+// control plane that outlives its starter, found again by state dir and
+// killed; started again on the same state dir, it keeps its data and
+// credentials.
+func TestDetachedLifecycleAndRestart(t *testing.T) {
 	needCluster(t)
 	dir := t.TempDir()
 	c, err := Start(context.Background(), Options{StateDir: dir, Detach: true})
@@ -561,7 +564,8 @@ func TestDetachedLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := adminClient(t, att).Discovery().ServerVersion(); err != nil {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kept"}, Data: map[string]string{"k": "v"}}
+	if _, err := adminClient(t, att).CoreV1().ConfigMaps("default").Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("attached cluster answers: %v", err)
 	}
 	if err := KillAll(dir); err != nil {
@@ -573,4 +577,31 @@ func TestDetachedLifecycle(t *testing.T) {
 	if _, err := Attach(dir); err == nil {
 		t.Error("Attach after KillAll succeeded")
 	}
+
+	port := freePort(t)
+	again, err := Start(context.Background(), Options{StateDir: dir, APIServerPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Stop() })
+	if want := fmt.Sprintf("https://127.0.0.1:%d", port); again.Server() != want {
+		t.Errorf("server = %s, want %s", again.Server(), want)
+	}
+	got, err := adminClient(t, again).CoreV1().ConfigMaps("default").Get(t.Context(), "kept", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Errorf("ConfigMap from before the restart: %v, %v", got, err)
+	}
+	if err := again.Stop(); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
