@@ -6,6 +6,16 @@
 // It never imports k8s.io/kubernetes; it talks to the program through its
 // state directory (pidfile, ready marker, certificates, kubeconfigs) and to
 // the cluster through client-go.
+//
+// In a test binary, start one per TestMain:
+//
+//	c, err := cluster.Start(ctx, cluster.Options{StateDir: dir}) // binary from $KUBENODE_CONTROLPLANE_BIN
+//	defer c.Stop()
+//	kubeletKubeconfig, err := c.NodeKubeconfig("node-1")        // system:node:node-1
+//	proxyKubeconfig := c.KubeProxyKubeconfig()                   // system:kube-proxy
+//
+// For a long-lived dev cluster, Start with Detach, later Attach(dir) to it
+// and KillAll(dir) to tear it down.
 package cluster
 
 import (
