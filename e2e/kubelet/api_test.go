@@ -13,8 +13,10 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
 // TestKubeletWithAPIServer runs the scenarios that need the API server on one node: one
@@ -414,30 +416,52 @@ func TestKubeletWithAPIServer(t *testing.T) {
 		})
 	})
 
-	t.Run("KubeletRestartKeepsContainers", func(t *testing.T) {
+	t.Run("KubeletRestartAdoptsRunningPodsAndCleansUp", func(t *testing.T) {
 		ns := n.namespace(t, "restart")
-		p := n.createPod(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "keep", Namespace: ns}, Spec: v1.PodSpec{
-			Containers: []v1.Container{busybox("a", sleeper), busybox("b", sleeper)},
-		}})
-		p = n.waitPod(t, ns, p.Name, 60*time.Second, "Ready", readyPod)
+		var uids []string
+		for _, name := range []string{"keep", "gone"} {
+			p := n.createPod(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: v1.PodSpec{
+				Containers: []v1.Container{busybox("a", sleeper), busybox("b", sleeper)},
+			}})
+			n.waitPod(t, ns, name, 60*time.Second, "Ready", readyPod)
+			uids = append(uids, string(p.UID))
+		}
+		p := n.getPod(t, ns, "keep")
 		before := map[string]string{}
 		for _, cs := range p.Status.ContainerStatuses {
 			before[cs.Name] = cs.ContainerID
 		}
-		n.restartKubelet(t)
-		// Give the new kubelet time to relist and sync everything.
-		time.Sleep(5 * time.Second)
-		p = n.waitPod(t, ns, p.Name, 30*time.Second, "Ready after restart", readyPod)
+		n.stopKubelet(t)
+		// While the kubelet is away, "gone" is force-deleted: only the runtime still has it.
+		if err := n.admin.CoreV1().Pods(ns).Delete(ctx, "gone", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
+			t.Fatal(err)
+		}
+		n.startKubelet(t, kubeletBin(t))
+		rs, err := nodeenv.Dial(ctx, n.env.Endpoint(), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "force-deleted pod torn down", func() error {
+			sbs, err := rs.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"io.kubernetes.pod.uid": uids[1]}})
+			if err != nil {
+				return err
+			}
+			if len(sbs) > 0 {
+				return fmt.Errorf("%d sandboxes left", len(sbs))
+			}
+			return nil
+		})
+		p = n.waitPod(t, ns, "keep", 30*time.Second, "Ready after restart", readyPod)
 		for _, cs := range p.Status.ContainerStatuses {
 			if cs.ContainerID != before[cs.Name] || cs.RestartCount != 0 || cs.State.Running == nil {
 				t.Errorf("container %s after kubelet restart: id %s (was %s), restarts %d, state %+v", cs.Name, cs.ContainerID, before[cs.Name], cs.RestartCount, cs.State)
 			}
 		}
-		// The restarted kubelet still tears pods down.
-		if err := n.admin.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		// The restarted kubelet still stops pods it adopted.
+		if err := n.admin.CoreV1().Pods(ns).Delete(ctx, "keep", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		n.waitGone(t, ns, p.Name, 30*time.Second)
+		n.waitGone(t, ns, "keep", 30*time.Second)
 	})
 }
 

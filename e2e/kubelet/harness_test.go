@@ -277,15 +277,9 @@ func (n *node) stopKubelet(t *testing.T) {
 	n.cmd = nil
 }
 
-func (n *node) restartKubelet(t *testing.T) {
-	t.Helper()
-	n.stopKubelet(t)
-	n.startKubelet(t, kubeletBin(t))
-}
-
 func (n *node) dumpLogs(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(n.stateDir, "kubelet.log")); err == nil {
-		t.Logf("kubelet log (tail):\n%s", tail(string(b), 80))
+		t.Logf("kubelet log (tail):\n%s", tail(string(b), 150))
 	}
 }
 

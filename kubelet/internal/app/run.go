@@ -257,7 +257,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		goRun(statuses.Run)
 		if cfg.StaticPodPath != "" {
 			mirrors := podsource.NewMirrors(client, nodeName, pods, log.Named("mirrors"))
-			goRun(func(ctx context.Context) { mirrors.Run(ctx, 10*time.Second) })
+			goRun(func(ctx context.Context) { mirrors.Run(ctx, 2*time.Second) })
 		}
 	}
 	if cfg.StaticPodPath != "" {
