@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
-	"net"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
