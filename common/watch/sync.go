@@ -46,3 +46,18 @@ func WaitForSync(ctx context.Context, timeout time.Duration, informers ...Syncer
 		}
 	}
 }
+
+// SyncedFunc names a HasSynced function for WaitForSync, e.g. that of the
+// registration AddHandler returns, which turns true once the handler has
+// seen the informer's initial list.
+func SyncedFunc(name string, hasSynced func() bool) Syncer {
+	return syncedFunc{name: name, fn: hasSynced}
+}
+
+type syncedFunc struct {
+	name string
+	fn   func() bool
+}
+
+func (s syncedFunc) Name() string    { return s.name }
+func (s syncedFunc) HasSynced() bool { return s.fn() }

@@ -34,6 +34,14 @@ func TestWaitForSync(t *testing.T) {
 		wantTarget error
 	}{
 		{name: "all synced", syncers: func() []Syncer { return []Syncer{syncer("pods", true), syncer("node", true)} }, timeout: time.Second},
+		{
+			name: "named funcs",
+			syncers: func() []Syncer {
+				return []Syncer{SyncedFunc("handler", func() bool { return true }), SyncedFunc("other handler", func() bool { return false })}
+			},
+			timeout: 100 * time.Millisecond, wantErr: []string{"within 100ms: other handler"}, notInErr: []string{"handler,"},
+			wantTarget: context.DeadlineExceeded,
+		},
 		{name: "nothing to wait for", syncers: func() []Syncer { return nil }, timeout: time.Second},
 		{
 			name: "syncs later",
