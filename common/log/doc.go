@@ -13,4 +13,5 @@
 // Levels are either names (debug, info, warn, error) or a klog-style
 // verbosity 0..10. Verbosity n enables klog's V(n) lines and logr's V(n),
 // which zap receives as level -n and prints as "debug" with a "v" field.
+// klog has no warning level in logr terms: klog.Warning lines arrive at info.
 package log

@@ -122,7 +122,9 @@ func routeKlog(l *zap.Logger, verbosity int) error {
 	// zapr adds "v" so lines from V(n) keep their verbosity in the output.
 	logger := zapr.NewLoggerWithOptions(l, zapr.LogInfoLevel("v"))
 	// ContextualLogger lets klog.FromContext/Background hand out this logger
-	// directly, which keeps client-go's structured key/values intact.
+	// directly rather than a klog wrapper that routes back into it. Direct
+	// V(n) calls are then filtered by the zap level and klog.V(n) by klog's
+	// -v; both are set from the same Options, so they agree.
 	klog.SetLoggerWithOptions(logger, klog.ContextualLogger(true), klog.FlushLogger(func() { _ = l.Sync() }))
 
 	return setKlogVerbosity(verbosity)
