@@ -188,23 +188,9 @@ func boot(ctx context.Context, opts Options, initrd, marker string) (*Result, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	var out strings.Builder
-	verdict := ""
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		line = strings.ReplaceAll(line, "\r", "")
-		out.WriteString(line + "\n")
-		if opts.Console != nil {
-			fmt.Fprintln(opts.Console, line)
-		}
-		if rest, ok := strings.CutPrefix(line, marker+" "); ok && verdict == "" {
-			verdict = rest
-		}
-	}
+	verdict, output := scanConsole(stdout, marker, opts.Console)
 	werr := cmd.Wait()
-	res := &Result{Output: out.String(), Duration: time.Since(start), Passed: verdict == "PASS"}
+	res := &Result{Output: output, Duration: time.Since(start), Passed: verdict == "PASS"}
 	switch {
 	case res.Passed:
 		return res, nil
@@ -215,4 +201,24 @@ func boot(ctx context.Context, opts Options, initrd, marker string) (*Result, er
 	default:
 		return res, fmt.Errorf("%w: no verdict line (qemu: %v)", ErrFailed, werr)
 	}
+}
+
+// scanConsole copies the serial console (minus \r) to console and returns
+// the first verdict after marker ("PASS" or "FAIL ...", "" when none) and
+// the whole output.
+func scanConsole(r io.Reader, marker string, console io.Writer) (verdict, output string) {
+	var out strings.Builder
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.ReplaceAll(sc.Text(), "\r", "")
+		out.WriteString(line + "\n")
+		if console != nil {
+			fmt.Fprintln(console, line)
+		}
+		if rest, ok := strings.CutPrefix(line, marker+" "); ok && verdict == "" {
+			verdict = rest
+		}
+	}
+	return verdict, out.String()
 }

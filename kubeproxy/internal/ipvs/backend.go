@@ -313,6 +313,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 			}
 		}
 	}
+	tIPVS := b.now()
 	for _, d := range desired {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -322,6 +323,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 		}
 	}
 
+	tAddrs := b.now()
 	// Addresses after virtual servers: new ones start answering only once
 	// IPVS would balance them.
 	for a := range addrCount {
@@ -339,6 +341,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 		}
 	}
 
+	tNft := b.now()
 	rs := &Ruleset{IPv6: b.cfg.Family == plan.IPv6, ClusterCIDRs: p.ClusterCIDRs, MasqueradeAll: p.MasqueradeAll}
 	rs.Elements = make([]Element, 0, len(elemCount))
 	for e := range elemCount {
@@ -347,6 +350,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	if err := b.fw.Replace(rs); err != nil {
 		errs = append(errs, err)
 	}
+	tEnd := b.now()
 
 	b.services, b.addrCount, b.elemCount = states, addrCount, elemCount
 	b.owned = make(map[VSKey]bool, len(desired))
@@ -356,7 +360,9 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	b.nodeIPs, b.cidrs, b.masqAll = nodeIPs, slices.Clone(p.ClusterCIDRs), p.MasqueradeAll
 	errs = append(errs, b.expireTerminating(desired))
 	b.log.Debug("full sync", zap.Int("services", len(states)), zap.Int("virtualServers", len(desired)),
-		zap.Duration("took", b.now().Sub(start)))
+		zap.Duration("took", b.now().Sub(start)), zap.Duration("plan", tIPVS.Sub(start)),
+		zap.Duration("ipvs", tAddrs.Sub(tIPVS)), zap.Duration("addresses", tNft.Sub(tAddrs)),
+		zap.Duration("nftables", tEnd.Sub(tNft)))
 	return errors.Join(errs...)
 }
 

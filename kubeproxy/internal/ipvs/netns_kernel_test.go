@@ -13,7 +13,7 @@ import (
 
 // newNetNS makes an anonymous network namespace that disappears when the
 // test closes its handle.
-func newNetNS(t *testing.T) netns.NsHandle {
+func newNetNS(t testing.TB) netns.NsHandle {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

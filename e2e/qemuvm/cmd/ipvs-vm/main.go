@@ -3,6 +3,7 @@
 // nftables modules loaded. It exits non-zero unless the guest reports PASS.
 //
 //	ipvs-vm -bin ipvs.test [-cache DIR] -- -test.v
+//	ipvs-vm -bin ipvs.test -table -host-bench host.txt -- -test.run '^$' -test.bench Sync
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +37,8 @@ func main() {
 	cache := flag.String("cache", defCache, "cache directory for the kernel")
 	timeout := flag.Duration("timeout", 10*time.Minute, "limit for the whole VM run")
 	mem := flag.Int("mem", 512, "guest memory in MiB")
+	hostBench := flag.String("host-bench", "", "with -table: go test -bench output of the Go side run on the host")
+	table := flag.Bool("table", false, "print a markdown table of the IPVS sync benchmarks from the VM run (and -host-bench)")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "ipvs-vm: -bin is required")
@@ -42,17 +46,32 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *cache, *timeout, *mem, flag.Args()); err != nil {
+	res, err := run(ctx, *bin, *cache, *timeout, *mem, flag.Args())
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ipvs-vm:", err)
 		os.Exit(1)
 	}
+	if *table {
+		all := map[benchKey]map[string]float64{}
+		if *hostBench != "" {
+			f, err := os.Open(*hostBench)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "ipvs-vm:", err)
+				os.Exit(1)
+			}
+			parseBench(f, "host", all)
+			f.Close()
+		}
+		parseBench(strings.NewReader(res.Output), "vm", all)
+		writeTable(os.Stdout, all)
+	}
 }
 
-func run(ctx context.Context, bin, cache string, timeout time.Duration, mem int, args []string) error {
+func run(ctx context.Context, bin, cache string, timeout time.Duration, mem int, args []string) (*qemuvm.Result, error) {
 	start := time.Now()
 	k, err := qemuvm.FetchKernel(ctx, cache)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "ipvs-vm: kernel %s ready in %s\n", k.Version, time.Since(start).Round(time.Millisecond))
 	res, err := qemuvm.RunTestBinary(ctx, qemuvm.Options{
@@ -63,8 +82,8 @@ func run(ctx context.Context, bin, cache string, timeout time.Duration, mem int,
 		fmt.Fprintf(os.Stderr, "ipvs-vm: VM ran %s\n", res.Duration.Round(time.Millisecond))
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintln(os.Stderr, "ipvs-vm: PASS")
-	return nil
+	return res, nil
 }
