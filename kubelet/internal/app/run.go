@@ -211,6 +211,20 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		})
 	}
 
+	// The authenticated API on address:port: logs, exec, attach, port-forward, /pods, stats, metrics.
+	apiServer, err := server.NewFromConfig(cfg, server.Deps{NodeName: nodeName, NodeIPs: hostIPs, RootDir: rootDir, Client: client, Runtime: rs, Pods: pods, Log: log.Named("server")})
+	if err != nil {
+		return err
+	}
+	if _, err := apiServer.Listen(); err != nil {
+		return err
+	}
+	goRun(func(ctx context.Context) {
+		if err := apiServer.Run(ctx); err != nil {
+			errc <- err
+		}
+	})
+
 	// Adopt what the runtime has before anything is killed: pods running now were admitted.
 	existing, err := rt.Relist(ctx)
 	if err != nil {

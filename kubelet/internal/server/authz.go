@@ -23,6 +23,13 @@ func (alwaysAllow) Authorize(context.Context, User, Attributes) (bool, string, e
 	return true, "", nil
 }
 
+// denyAll is mode Webhook without an API server to ask.
+type denyAll struct{}
+
+func (denyAll) Authorize(context.Context, User, Attributes) (bool, string, error) {
+	return false, "no API server to authorize against", nil
+}
+
 // webhookAuthorizer asks SubjectAccessReview and caches allowed and denied answers for their
 // own TTLs; failed calls are not cached.
 type webhookAuthorizer struct {
