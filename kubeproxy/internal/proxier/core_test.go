@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,6 +55,7 @@ func TestCoreAgainstFakeAPI(t *testing.T) {
 		}
 	}
 	slice := endpointSlice("web", v1.ProtocolTCP, "me", "10.0.0.1", "10.0.0.2")
+	slice.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": time.Now().Add(-2 * time.Second).Format(time.RFC3339)}
 	if _, err := client.DiscoveryV1().EndpointSlices("ns").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +82,15 @@ func TestCoreAgainstFakeAPI(t *testing.T) {
 	}
 	if _, ok := got.Services[spn("elsewhere", plan.TCP)]; ok {
 		t.Error("service owned by another proxy was planned")
+	}
+
+	// The slice's trigger time reached the programming-latency metric.
+	var m dto.Metric
+	if err := p.metrics.programmingLatency.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if h := m.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() < 1 {
+		t.Errorf("network programming latency: %d samples, sum %.1fs; want 1 sample of about 2s", h.GetSampleCount(), h.GetSampleSum())
 	}
 
 	// Change one endpoint: a partial sync naming only web.

@@ -7,20 +7,15 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubenode/kubenode/common/watch"
 )
 
-// Labels that exclude a Service (and its slices) from this proxy, like
-// upstream: another proxy implementation owns it, or it is headless.
-const (
-	labelServiceProxyName = "service.kubernetes.io/service-proxy-name"
-	labelHeadless         = "service.kubernetes.io/headless"
-	triggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
-)
+// triggerTimeAnnotation feeds the network-programming latency metric; the
+// shared slim transform drops annotations, so it is carried over.
+const triggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
 
 // Handler receives the watched objects. *Proxier implements it.
 type Handler interface {
@@ -31,56 +26,49 @@ type Handler interface {
 	OnNodeUpdate(node *v1.Node)
 }
 
-// Informers watches Services, EndpointSlices and this Node, storing slim
+// Informers watches Services, EndpointSlices (both without those another
+// proxy implements, and without headless ones) and this Node, keeping slim
 // copies, and forwards them to a Handler.
 type Informers struct {
-	shared informers.SharedInformerFactory
-	node   informers.SharedInformerFactory
-	h      Handler
+	services, slices, node watch.Informer
+	h                      Handler
 }
 
 // NewInformers builds the informers (starting nothing). resync 0 disables
 // informer resyncs: the proxier's own periodic full sync repairs drift.
 func NewInformers(client kubernetes.Interface, nodeName string, resync time.Duration, h Handler) (*Informers, error) {
-	selector := "!" + labelServiceProxyName + ",!" + labelHeadless
-	shared := informers.NewSharedInformerFactoryWithOptions(client, resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
-		informers.WithTransform(slim))
-	node := informers.NewSharedInformerFactoryWithOptions(client, resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
-		}),
-		informers.WithTransform(slim))
-	in := &Informers{shared: shared, node: node, h: h}
-
-	svc := shared.Core().V1().Services().Informer()
-	if _, err := svc.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { h.OnServiceUpdate(nil, asService(obj)) },
-		UpdateFunc: func(old, cur any) {
-			h.OnServiceUpdate(asService(old), asService(cur))
-		},
-		DeleteFunc: func(obj any) { h.OnServiceUpdate(asService(obj), nil) },
+	in := &Informers{
+		services: watch.NewServiceInformer(client, resync, watch.ProxyableOnly),
+		slices:   watch.NewEndpointSliceInformer(client, resync, watch.ProxyableOnly),
+		node:     watch.NewNodeInformer(client, nodeName, resync),
+		h:        h,
+	}
+	if err := in.slices.SetTransform(slimSlice); err != nil {
+		return nil, fmt.Errorf("endpointslice informer: %w", err)
+	}
+	if _, err := watch.AddHandler(in.services, watch.Handler[*v1.Service]{
+		OnAdd:    func(s *v1.Service) { h.OnServiceUpdate(nil, proxied(s)) },
+		OnUpdate: func(old, cur *v1.Service) { h.OnServiceUpdate(proxied(old), proxied(cur)) },
+		OnDelete: func(s *v1.Service) { h.OnServiceUpdate(proxied(s), nil) },
 	}); err != nil {
 		return nil, fmt.Errorf("service informer: %w", err)
 	}
-	eps := shared.Discovery().V1().EndpointSlices().Informer()
-	if _, err := eps.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { h.OnEndpointSliceUpdate(asSlice(obj), false) },
-		UpdateFunc: func(old, cur any) {
-			if s := asSlice(cur); s != nil {
+	if _, err := watch.AddHandler(in.slices, watch.Handler[*discovery.EndpointSlice]{
+		OnAdd: func(s *discovery.EndpointSlice) { h.OnEndpointSliceUpdate(proxied(s), false) },
+		OnUpdate: func(old, cur *discovery.EndpointSlice) {
+			if s := proxied(cur); s != nil {
 				h.OnEndpointSliceUpdate(s, false)
-			} else if s := asSlice(old); s != nil { // now excluded
+			} else if s := proxied(old); s != nil { // now excluded
 				h.OnEndpointSliceUpdate(s, true)
 			}
 		},
-		DeleteFunc: func(obj any) { h.OnEndpointSliceUpdate(asSlice(obj), true) },
+		OnDelete: func(s *discovery.EndpointSlice) { h.OnEndpointSliceUpdate(proxied(s), true) },
 	}); err != nil {
 		return nil, fmt.Errorf("endpointslice informer: %w", err)
 	}
-	nodes := node.Core().V1().Nodes().Informer()
-	if _, err := nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { h.OnNodeUpdate(asNode(obj)) },
-		UpdateFunc: func(_, cur any) { h.OnNodeUpdate(asNode(cur)) },
+	if _, err := watch.AddHandler(in.node, watch.Handler[*v1.Node]{
+		OnAdd:    h.OnNodeUpdate,
+		OnUpdate: func(_, cur *v1.Node) { h.OnNodeUpdate(cur) },
 		// A deleted Node keeps the last addresses: rules stay.
 	}); err != nil {
 		return nil, fmt.Errorf("node informer: %w", err)
@@ -88,91 +76,54 @@ func NewInformers(client kubernetes.Interface, nodeName string, resync time.Dura
 	return in, nil
 }
 
-// Run starts the informers, reports sync to the handler and blocks until
-// ctx ends. If the API server is unreachable the informers keep retrying and
+// Run runs the informers, reports sync to the handler and blocks until ctx
+// ends. If the API server is unreachable the informers keep retrying and
 // nothing is delivered: the rules stay as they are.
 func (in *Informers) Run(ctx context.Context) {
-	in.shared.Start(ctx.Done())
-	in.node.Start(ctx.Done())
-	svc := in.shared.Core().V1().Services().Informer()
-	eps := in.shared.Discovery().V1().EndpointSlices().Informer()
+	done := make(chan struct{})
+	for _, inf := range []watch.Informer{in.services, in.slices, in.node} {
+		go func() { inf.RunWithContext(ctx); done <- struct{}{} }()
+	}
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), svc.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), in.services.HasSynced) {
 			in.h.OnServicesSynced()
 		}
 	}()
 	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), eps.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), in.slices.HasSynced) {
 			in.h.OnEndpointSlicesSynced()
 		}
 	}()
-	<-ctx.Done()
-	in.shared.Shutdown()
-	in.node.Shutdown()
+	for range 3 {
+		<-done
+	}
 }
 
-// unwrap returns the object inside a tombstone.
-func unwrap(obj any) any {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return t.Obj
+type labeled interface{ GetLabels() map[string]string }
+
+// proxied applies the informers' label selector again, so an object that
+// gains an excluding label is treated as deleted and nothing depends on the
+// server (or a fake) filtering watches. It returns nil for excluded objects.
+func proxied[T labeled](obj T) T {
+	var zero T
+	labels := obj.GetLabels()
+	_, other := labels[watch.LabelServiceProxyName]
+	_, headless := labels[v1.IsHeadlessService]
+	if other || headless {
+		return zero
 	}
 	return obj
 }
 
-// asService and asSlice also apply the label selector themselves, so an
-// object that gains an excluding label is treated as deleted and nothing
-// depends on the server (or a fake) filtering watches.
-func asService(obj any) *v1.Service {
-	s, _ := unwrap(obj).(*v1.Service)
-	if s == nil || excluded(s.Labels) {
-		return nil
+// slimSlice is watch.SlimEndpointSlice keeping the trigger-time annotation.
+func slimSlice(obj any) (any, error) {
+	var trigger string
+	if s, ok := obj.(*discovery.EndpointSlice); ok {
+		trigger = s.Annotations[triggerTimeAnnotation]
 	}
-	return s
-}
-
-func asSlice(obj any) *discovery.EndpointSlice {
-	s, _ := unwrap(obj).(*discovery.EndpointSlice)
-	if s == nil || excluded(s.Labels) {
-		return nil
+	out, err := watch.SlimEndpointSlice(obj)
+	if s, ok := out.(*discovery.EndpointSlice); ok && err == nil && trigger != "" {
+		s.Annotations = map[string]string{triggerTimeAnnotation: trigger}
 	}
-	return s
-}
-
-func excluded(labels map[string]string) bool {
-	_, other := labels[labelServiceProxyName]
-	_, headless := labels[labelHeadless]
-	return other || headless
-}
-
-func asNode(obj any) *v1.Node {
-	n, _ := unwrap(obj).(*v1.Node)
-	return n
-}
-
-// slim drops what the proxy never reads, keeping memory flat with many
-// services.
-func slim(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *v1.Service:
-		o.ManagedFields = nil
-		o.Annotations = nil
-	case *discovery.EndpointSlice:
-		o.ManagedFields = nil
-		if t, ok := o.Annotations[triggerTimeAnnotation]; ok {
-			o.Annotations = map[string]string{triggerTimeAnnotation: t}
-		} else {
-			o.Annotations = nil
-		}
-		for i := range o.Endpoints {
-			o.Endpoints[i].TargetRef = nil
-			o.Endpoints[i].Hints = nil
-			o.Endpoints[i].DeprecatedTopology = nil
-		}
-	case *v1.Node:
-		o.ManagedFields = nil
-		o.Annotations = nil
-		o.Spec = v1.NodeSpec{}
-		o.Status = v1.NodeStatus{Addresses: o.Status.Addresses}
-	}
-	return obj, nil
+	return out, err
 }
