@@ -2,7 +2,6 @@ package qemuvm
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"os"
 	"os/exec"
@@ -135,5 +134,3 @@ func TestBuildInitramfsNeedsKernelAndBinary(t *testing.T) {
 		t.Fatal("RunTestBinary without kernel and binary succeeded")
 	}
 }
-
-var _ = gzip.NewReader
