@@ -67,6 +67,8 @@ func (c *Config) validate() error {
 type kernel interface {
 	apply(t *tx) error
 	read() (*kernelState, error)
+	// readElems lists one set's elements, for the deletions of a full sync.
+	readElems(set string) ([]elem, error)
 	deleteTable() error
 }
 
@@ -219,7 +221,9 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 			}
 		}
 	}
-	r.finish(t)
+	if err := r.finish(t, b.k.readElems); err != nil {
+		return 0, fmt.Errorf("nft full sync: read back: %w", err)
+	}
 	if err := flush(); err != nil {
 		return 0, err
 	}

@@ -372,14 +372,18 @@ func TestSharedPickersFollowTheirUsers(t *testing.T) {
 	walk := newWalker(w.k)
 	wantEven(t, spread(walk, tcp("10.244.9.9", "10.96.0.1", 80), 100), 100, "10.244.1.1")
 	wantEven(t, spread(walk, tcp("10.244.9.9", "10.96.0.2", 80), 2000), 2000, "10.244.2.1", "10.244.2.2")
-	for _, n := range []string{"ip4-pick-1", "ip4-pick-2"} {
+	f := w.b.f
+	pickerOf := func(ip string, n int) string {
+		return f.pickCluster(n, shardOf(keyAddrProtoPort(netip.MustParseAddr(ip), plan.TCP, 80)))
+	}
+	for _, n := range []string{pickerOf("10.96.0.1", 1), pickerOf("10.96.0.2", 2)} {
 		if c := w.k.chains[n]; c == nil || len(c.rules) != 1 {
 			t.Errorf("picker %s: %+v, want one rule", n, c)
 		}
 	}
 	w.remove(a)
 	w.mustSync(a)
-	if w.k.chains["ip4-pick-1"] != nil {
+	if w.k.chains[pickerOf("10.96.0.1", 1)] != nil {
 		t.Error("picker for one endpoint kept after its last user left")
 	}
 }
@@ -402,6 +406,8 @@ func TestFullSyncRepairsAndRestarts(t *testing.T) {
 			}
 		}
 		w.k.chains["ip4-stray"] = &chain{name: "ip4-stray"}
+		stray := elem{set: "ip4-no-endpoint-services", key: keyAddrProtoPort(netip.MustParseAddr("10.96.9.9"), plan.TCP, 80), verdict: verdictDrop}
+		w.k.elems[stray.id()] = stray
 		w.k.chains["ip4-services"].rules = nil
 		w.mustSync()
 		if got := snapshot(w.k); got != want {

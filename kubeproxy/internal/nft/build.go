@@ -44,15 +44,16 @@ func (a *idAlloc) get() uint32 {
 func staticObjects(f fam, p *plan.Plan) objects {
 	var o objects
 	jumpServices := []rule{{act: actJump, chain: f.services()}}
+	postrouting := []rule{{markSet: true, act: actMasquerade}}
+	for i := range shards {
+		// Hairpin: a pod reaching itself through a service must see the
+		// reply come back through the node, so its source is rewritten.
+		postrouting = append(postrouting, rule{ctDNAT: true, hairpin: true, set: f.hairpinSet(i), act: actMasquerade})
+	}
 	o.chains = append(o.chains,
 		chain{name: f.natPrerouting(), hook: hookPrerouting, nat: true, priority: prioDstNAT, rules: jumpServices},
 		chain{name: f.natOutput(), hook: hookOutput, nat: true, priority: prioDstNAT, rules: jumpServices},
-		chain{name: f.natPostrouting(), hook: hookPostrouting, nat: true, priority: prioSrcNAT, rules: []rule{
-			{markSet: true, act: actMasquerade},
-			// Hairpin: a pod reaching itself through a service must see the
-			// reply come back through the node, so its source is rewritten.
-			{ctDNAT: true, hairpin: true, act: actMasquerade},
-		}},
+		chain{name: f.natPostrouting(), hook: hookPostrouting, nat: true, priority: prioSrcNAT, rules: postrouting},
 	)
 
 	var svcRules []rule
@@ -117,7 +118,7 @@ func familyPrefixes(f fam, ps []netip.Prefix) []netip.Prefix {
 // ids from the previous build (nil for a new service); the returned ids
 // replace them.
 func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *idAlloc) (objects, *svcIDs) {
-	ids := &svcIDs{eps: map[netip.AddrPort]uint32{}}
+	ids := &svcIDs{}
 	epID := func(ep plan.Endpoint) uint32 {
 		ap := ep.AddrPort()
 		if id, ok := ids.eps[ap]; ok {
@@ -129,6 +130,11 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 		}
 		if id == 0 {
 			id = alloc.get()
+		}
+		if ids.eps == nil {
+			// Only affinity services have endpoint ids: most services
+			// keep no map at all.
+			ids.eps = map[netip.AddrPort]uint32{}
 		}
 		ids.eps[ap] = id
 		return id
@@ -165,7 +171,7 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 				r.pick = uint32(left)
 			}
 			rules = append(rules, r)
-			o.elems = append(o.elems, elem{set: f.hairpinSet(), key: keyAddrAddr(ep.IP, ep.IP)})
+			o.elems = append(o.elems, hairpinElem(f, ep))
 		}
 		return rules
 	}
@@ -266,13 +272,14 @@ func simpleObjects(f fam, s *plan.Service, o *objects, noEndpoints func(set, key
 	n := s.Name
 	pick := func(vip netip.Addr, eps []plan.Endpoint, external bool) {
 		key := keyAddrProtoPort(vip, n.Protocol, s.Port)
-		c := pickerChain(f, len(eps), external, false)
+		shard := shardOf(key)
+		c := pickerChain(f, len(eps), shard, external, false)
 		o.chains = append(o.chains, c)
 		o.elems = append(o.elems, elem{set: f.serviceIPs(), key: key, verdict: verdictGoto, chain: c.name})
 		for i, ep := range eps {
 			o.elems = append(o.elems,
-				elem{set: f.selectMap(), key: keyIndex(key, i), data: dataAddrPort(ep.AddrPort())},
-				elem{set: f.hairpinSet(), key: keyAddrAddr(ep.IP, ep.IP)})
+				elem{set: f.selectMap(shard), key: keyIndex(key, i), data: dataAddrPort(ep.AddrPort())},
+				hairpinElem(f, ep))
 		}
 	}
 	if t := s.ClusterTarget(); t == plan.TargetEndpoints {
@@ -299,24 +306,30 @@ func simpleObjects(f fam, s *plan.Service, o *objects, noEndpoints func(set, key
 		noEndpoints(f.noEndpointPorts(), key, t)
 		return
 	}
-	c := pickerChain(f, len(s.ExternalEndpoints), true, true)
+	shard := shardOf(key)
+	c := pickerChain(f, len(s.ExternalEndpoints), shard, true, true)
 	o.chains = append(o.chains, c)
 	o.elems = append(o.elems, elem{set: f.nodePorts(), key: key, verdict: verdictGoto, chain: c.name})
 	for i, ep := range s.ExternalEndpoints {
 		o.elems = append(o.elems,
-			elem{set: f.nodePortSelectMap(), key: keyIndex(key, i), data: dataAddrPort(ep.AddrPort())},
-			elem{set: f.hairpinSet(), key: keyAddrAddr(ep.IP, ep.IP)})
+			elem{set: f.nodePortSelectMap(shard), key: keyIndex(key, i), data: dataAddrPort(ep.AddrPort())},
+			hairpinElem(f, ep))
 	}
 }
 
 // pickerChain is the shared chain that picks one of n endpoints from the
 // select maps; external traffic is marked for masquerade first.
-func pickerChain(f fam, n int, external, nodePort bool) chain {
+func pickerChain(f fam, n, shard int, external, nodePort bool) chain {
 	switch {
 	case nodePort:
-		return chain{name: f.pickNodePort(n), shared: true, rules: []rule{{mark: true, act: actMapDNATNodePort, set: f.nodePortSelectMap(), n: uint32(n)}}}
+		return chain{name: f.pickNodePort(n, shard), shared: true, rules: []rule{{mark: true, act: actMapDNATNodePort, set: f.nodePortSelectMap(shard), n: uint32(n)}}}
 	case external:
-		return chain{name: f.pickExternal(n), shared: true, rules: []rule{{mark: true, act: actMapDNAT, set: f.selectMap(), n: uint32(n)}}}
+		return chain{name: f.pickExternal(n, shard), shared: true, rules: []rule{{mark: true, act: actMapDNAT, set: f.selectMap(shard), n: uint32(n)}}}
 	}
-	return chain{name: f.pickCluster(n), shared: true, rules: []rule{{act: actMapDNAT, set: f.selectMap(), n: uint32(n)}}}
+	return chain{name: f.pickCluster(n, shard), shared: true, rules: []rule{{act: actMapDNAT, set: f.selectMap(shard), n: uint32(n)}}}
+}
+
+func hairpinElem(f fam, ep plan.Endpoint) elem {
+	key := keyAddrAddr(ep.IP, ep.IP)
+	return elem{set: f.hairpinSet(shardOf(key)), key: key}
 }

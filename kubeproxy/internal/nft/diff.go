@@ -199,11 +199,17 @@ func diffObjects(old, new objects, refs *elemRefs, t *tx) {
 }
 
 // kernelState is what a full sync reads back: our chains (by name) and the
-// elements of our sets and maps (the dynamic affinity set excluded).
+// elements of our sets and maps (the dynamic affinity set excluded), as
+// fingerprints keyed by idHash.
 type kernelState struct {
 	tableExists bool
 	chains      map[string]bool
-	elems       map[elemID]elem
+	elems       map[uint64]kernelElem
+}
+
+type kernelElem struct {
+	set string // one of the set names of fam.sets (shared, not copied)
+	val uint64 // valHash
 }
 
 // desiredPair is one group of objects (the fixed part, or one service) as
@@ -228,11 +234,11 @@ type reconciler struct {
 	want map[string]bool
 	// seen marks the kernel elements that are still desired; memory goes
 	// with the kernel's state, not with what is desired.
-	seen map[elemID]struct{}
+	seen map[uint64]struct{}
 }
 
 func newReconciler(k *kernelState, refs *elemRefs, services int) *reconciler {
-	return &reconciler{k: k, refs: refs, want: make(map[string]bool, services/4), seen: make(map[elemID]struct{}, len(k.elems))}
+	return &reconciler{k: k, refs: refs, want: make(map[string]bool, services/4), seen: make(map[uint64]struct{}, len(k.elems))}
 }
 
 // add appends to t what p needs. Chains the model says hold the right
@@ -269,33 +275,57 @@ func (r *reconciler) add(p desiredPair, t *tx) {
 		if r.refs.m[h] > 1 {
 			continue // another service already asked for it
 		}
-		ke, ok := r.k.elems[e.id()]
+		id := idHash(e.set, e.key)
+		ke, ok := r.k.elems[id]
 		switch {
 		case !ok:
 			t.addElems = append(t.addElems, e)
-		case ke != e:
-			// Same key, other value: replace it in this transaction.
-			t.delElems = append(t.delElems, ke)
+		case ke.val != valHash(e):
+			// Same key, other value: replace it in this transaction (a
+			// delete needs only the key).
+			t.delElems = append(t.delElems, elem{set: e.set, key: e.key})
 			t.addElems = append(t.addElems, e)
-			r.seen[e.id()] = struct{}{}
+			r.seen[id] = struct{}{}
 		default:
-			r.seen[e.id()] = struct{}{}
+			r.seen[id] = struct{}{}
 		}
 	}
 }
 
 // finish appends the deletions of everything in the kernel that is not
-// desired; it goes last, after every reference to it is gone.
-func (r *reconciler) finish(t *tx) {
+// desired; it goes last, after every reference to it is gone. Only sets
+// holding such elements are read again (fetch), for their keys.
+func (r *reconciler) finish(t *tx, fetch func(set string) ([]elem, error)) error {
 	for name := range r.k.chains {
 		if !r.want[name] {
 			t.delChains = append(t.delChains, name)
 		}
 	}
 	slices.Sort(t.delChains)
-	for id, e := range r.k.elems {
+	stale := map[string]bool{}
+	for id, ke := range r.k.elems {
 		if _, ok := r.seen[id]; !ok {
-			t.delElems = append(t.delElems, e)
+			stale[ke.set] = true
 		}
 	}
+	sets := make([]string, 0, len(stale))
+	for set := range stale {
+		sets = append(sets, set)
+	}
+	slices.Sort(sets)
+	for _, set := range sets {
+		es, err := fetch(set)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			id := idHash(e.set, e.key)
+			if _, ok := r.seen[id]; !ok {
+				if _, known := r.k.elems[id]; known {
+					t.delElems = append(t.delElems, elem{set: e.set, key: e.key})
+				}
+			}
+		}
+	}
+	return nil
 }

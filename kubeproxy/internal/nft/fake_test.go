@@ -96,11 +96,24 @@ func (k *fakeKernel) apply(t *tx) error {
 }
 
 func (k *fakeKernel) read() (*kernelState, error) {
-	ks := &kernelState{tableExists: k.table, chains: map[string]bool{}, elems: maps.Clone(k.elems)}
+	ks := &kernelState{tableExists: k.table, chains: map[string]bool{}, elems: map[uint64]kernelElem{}}
+	for _, e := range k.elems {
+		ks.elems[idHash(e.set, e.key)] = kernelElem{set: e.set, val: valHash(e)}
+	}
 	for n := range k.chains {
 		ks.chains[n] = true
 	}
 	return ks, nil
+}
+
+func (k *fakeKernel) readElems(set string) ([]elem, error) {
+	var out []elem
+	for _, e := range k.elems {
+		if e.set == set {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 func (k *fakeKernel) deleteTable() error {
@@ -232,7 +245,7 @@ func (w *walker) matches(r rule, s *state) bool {
 		r.src.IsValid() && !r.src.Contains(p.src),
 		r.fibSrcLocal && !w.local(p.src) && !p.fromNode,
 		r.affinityEp != 0 && !w.affinity[elemID{fmt.Sprint(r.affinityEp), keyAddr(p.src)}],
-		r.hairpin && !w.has(w.f.hairpinSet(), keyAddrAddr(p.src, s.out.dnat.Addr())):
+		r.hairpin && !w.has(r.set, keyAddrAddr(p.src, s.out.dnat.Addr())):
 		return false
 	}
 	if r.pick > 0 && w.rnd.IntN(int(r.pick)) != 0 {

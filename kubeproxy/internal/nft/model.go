@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"time"
 
@@ -54,7 +55,7 @@ type rule struct {
 	src         netip.Prefix // saddr in prefix
 	fibSrcLocal bool         // fib saddr type local
 	affinityEp  uint32       // epID . saddr @affinity
-	hairpin     bool         // saddr . daddr @hairpin
+	hairpin     bool         // saddr . daddr @set (a hairpin shard)
 	// pick > 0: numgen random mod pick == 0. Rules with picks n, n-1, ...,
 	// 2 and a last unconditional one choose each of n endpoints with
 	// probability 1/n without any map (see doc.go).
@@ -120,6 +121,25 @@ func (e elem) id() elemID { return elemID{e.set, e.key} }
 
 type elemID struct{ set, key string }
 
+// idHash and valHash fingerprint an element's identity and value, so a
+// full sync can hold the kernel's elements as 24 bytes each.
+func idHash(set, key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(set))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return h.Sum64()
+}
+
+func valHash(e elem) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte{byte(e.verdict)})
+	h.Write([]byte(e.chain))
+	h.Write([]byte{0})
+	h.Write([]byte(e.data))
+	return h.Sum64()
+}
+
 // setKind describes one of our named sets so the kernel side can create it.
 type setKind struct {
 	name    string
@@ -175,18 +195,44 @@ func (f fam) noEndpoints() string     { return f.prefix + "no-endpoint-services"
 func (f fam) noEndpointPorts() string { return f.prefix + "no-endpoint-nodeports" }
 func (f fam) clusterIPs() string      { return f.prefix + "cluster-ips" }
 func (f fam) nodeIPs() string         { return f.prefix + "node-ips" }
-func (f fam) selectMap() string       { return f.prefix + "select" }
-func (f fam) affinity() string        { return f.prefix + "affinity" }
-func (f fam) hairpinSet() string      { return f.prefix + "hairpin" }
+func (f fam) selectMap(shard int) string {
+	return fmt.Sprintf("%sselect-%d", f.prefix, shard)
+}
+func (f fam) affinity() string { return f.prefix + "affinity" }
+func (f fam) hairpinSet(shard int) string {
+	return fmt.Sprintf("%shairpin-%d", f.prefix, shard)
+}
 
-func (f fam) nodePortSelectMap() string { return f.prefix + "select-nodeport" }
+func (f fam) nodePortSelectMap(shard int) string {
+	return fmt.Sprintf("%sselect-nodeport-%d", f.prefix, shard)
+}
+
+// shards splits each big set (endpoints, hairpin pairs) in parts: reading
+// a set back costs the kernel a walk over it per 32 KiB of answer, which
+// is quadratic in the set's size, so smaller sets keep a periodic full
+// sync at 30k services in seconds.
+const shards = 16
+
+// shardOf places a key; it must not change between runs, so a restarted
+// backend finds its elements where it put them.
+func shardOf(key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % shards)
+}
 
 // Endpoint pickers shared by every simple service with n endpoints, by
 // what they serve: cluster IPs, external/load-balancer IPs (masqueraded)
 // and node ports (masqueraded).
-func (f fam) pickCluster(n int) string  { return fmt.Sprintf("%spick-%d", f.prefix, n) }
-func (f fam) pickExternal(n int) string { return fmt.Sprintf("%spick-external-%d", f.prefix, n) }
-func (f fam) pickNodePort(n int) string { return fmt.Sprintf("%spick-nodeport-%d", f.prefix, n) }
+func (f fam) pickCluster(n, shard int) string {
+	return fmt.Sprintf("%spick-%d-%d", f.prefix, n, shard)
+}
+func (f fam) pickExternal(n, shard int) string {
+	return fmt.Sprintf("%spick-external-%d-%d", f.prefix, n, shard)
+}
+func (f fam) pickNodePort(n, shard int) string {
+	return fmt.Sprintf("%spick-nodeport-%d-%d", f.prefix, n, shard)
+}
 
 // Per-service chain names carry the service name so the ruleset reads well
 // in `nft list table` and names survive restarts.
@@ -200,7 +246,7 @@ func (f fam) epChain(n plan.ServicePortName, ep netip.AddrPort) string {
 // sets lists the named sets and maps of the family.
 func (f fam) sets() []setKind {
 	a := f.addr
-	return []setKind{
+	kinds := []setKind{
 		{name: f.serviceIPs(), keyType: []keyField{a, fieldProto, fieldPort}, verdict: true},
 		{name: f.nodePorts(), keyType: []keyField{fieldProto, fieldPort}, verdict: true},
 		{name: f.noEndpoints(), keyType: []keyField{a, fieldProto, fieldPort}, verdict: true},
@@ -208,10 +254,14 @@ func (f fam) sets() []setKind {
 		{name: f.clusterIPs(), keyType: []keyField{a}},
 		{name: f.nodeIPs(), keyType: []keyField{a}},
 		{name: f.affinity(), keyType: []keyField{fieldInteger, a}, dynamic: true},
-		{name: f.hairpinSet(), keyType: []keyField{a, a}},
-		{name: f.selectMap(), keyType: []keyField{a, fieldProto, fieldPort, fieldInteger}, dataType: []keyField{a, fieldPort}},
-		{name: f.nodePortSelectMap(), keyType: []keyField{fieldProto, fieldPort, fieldInteger}, dataType: []keyField{a, fieldPort}},
 	}
+	for i := range shards {
+		kinds = append(kinds,
+			setKind{name: f.hairpinSet(i), keyType: []keyField{a, a}},
+			setKind{name: f.selectMap(i), keyType: []keyField{a, fieldProto, fieldPort, fieldInteger}, dataType: []keyField{a, fieldPort}},
+			setKind{name: f.nodePortSelectMap(i), keyType: []keyField{fieldProto, fieldPort, fieldInteger}, dataType: []keyField{a, fieldPort}})
+	}
+	return kinds
 }
 
 // Key encodings. Every field takes whole 32-bit registers, zero padded,

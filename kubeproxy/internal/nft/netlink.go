@@ -317,7 +317,7 @@ func (k *netlinkKernel) deleteTable() error {
 }
 
 func (k *netlinkKernel) read() (*kernelState, error) {
-	ks := &kernelState{chains: map[string]bool{}, elems: map[elemID]elem{}}
+	ks := &kernelState{chains: map[string]bool{}, elems: map[uint64]kernelElem{}}
 	c, err := k.connect()
 	if err != nil {
 		return nil, err
@@ -353,20 +353,45 @@ func (k *netlinkKernel) read() (*kernelState, error) {
 		if sk.dynamic || !have[sk.name] {
 			continue
 		}
-		got, err := c.GetSetElements(k.sets[sk.name])
+		es, err := k.readKind(c, sk)
 		if err != nil {
-			k.close()
-			return nil, fmt.Errorf("list elements of %s: %w", sk.name, err)
+			return nil, err
 		}
-		for _, se := range got {
-			e, err := fromSetElement(sk, se)
-			if err != nil {
-				return nil, fmt.Errorf("set %s: %w", sk.name, err)
-			}
-			ks.elems[e.id()] = e
+		for _, e := range es {
+			ks.elems[idHash(e.set, e.key)] = kernelElem{set: sk.name, val: valHash(e)}
 		}
 	}
 	return ks, nil
+}
+
+func (k *netlinkKernel) readKind(c *nftables.Conn, sk setKind) ([]elem, error) {
+	got, err := c.GetSetElements(k.sets[sk.name])
+	if err != nil {
+		k.close()
+		return nil, fmt.Errorf("list elements of %s: %w", sk.name, err)
+	}
+	es := make([]elem, 0, len(got))
+	for _, se := range got {
+		e, err := fromSetElement(sk, se)
+		if err != nil {
+			return nil, fmt.Errorf("set %s: %w", sk.name, err)
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+func (k *netlinkKernel) readElems(set string) ([]elem, error) {
+	c, err := k.connect()
+	if err != nil {
+		return nil, err
+	}
+	for _, sk := range k.kinds {
+		if sk.name == set {
+			return k.readKind(c, sk)
+		}
+	}
+	return nil, fmt.Errorf("unknown set %q", set)
 }
 
 func fromSetElement(sk setKind, se nftables.SetElement) (elem, error) {
@@ -521,7 +546,7 @@ func (k *netlinkKernel) render(r rule) []expr.Any {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(0)})
 	}
 	if r.hairpin {
-		ex = append(ex, k.saddr(reg32), k.daddr(reg32+k.addrRegs()), k.lookup(k.f.hairpinSet(), reg32))
+		ex = append(ex, k.saddr(reg32), k.daddr(reg32+k.addrRegs()), k.lookup(r.set, reg32))
 	}
 
 	if r.mark {

@@ -37,7 +37,13 @@ type scaleResult struct {
 	// informer cache would), and Go heap in use after the run.
 	HWMKiB, BaseKiB, HeapMiB int64
 	MemLimit                 string
-	FullRuns, Changes        int
+	// Go heap the backend keeps after the run, beyond the harness's.
+	BackendHeapMiB int64
+	// A periodic full resync of the programmed table with nothing to fix:
+	// it reads every element back. Wall, CPU and its own peak RSS.
+	ResyncWall, ResyncCPU time.Duration
+	ResyncHWMKiB          int64
+	FullRuns, Changes     int
 }
 
 const scaleWorkerEnv = "KUBENODE_NFT_SCALE_WORKER"
@@ -89,16 +95,17 @@ func TestScaleReport(t *testing.T) {
 	release := utsString(uts.Release[:])
 	fmt.Printf("\n### nftables backend (kubeproxy/internal/nft), %d-core VM, kernel %s, load average at start %s\n\n",
 		runtime.NumCPU(), release, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Println("| services x endpoints | full sync wall (cpu) | one-service change wall (cpu) | programming latency p50 / p99 | peak RSS (harness before sync) | Go heap after |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	fmt.Println("| services x endpoints | full sync wall (cpu) | one-service change wall (cpu) | programming latency p50 / p99 | peak RSS (harness alone) | Go heap kept by the backend | periodic resync wall (cpu), peak RSS |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range results {
 		label := fmt.Sprintf("%d x %d", r.Services, r.Endpoints)
 		if r.MemLimit != "" {
 			label += ", GOMEMLIMIT=" + r.MemLimit
 		}
-		fmt.Printf("| %s | %v (%v) | %v (%v) | %v / %v | %d MiB (%d MiB) | %d MiB |\n",
+		fmt.Printf("| %s | %v (%v) | %v (%v) | %v / %v | %d MiB (%d MiB) | %d MiB | %v (%v), %d MiB |\n",
 			label, rnd(r.FullWall), rnd(r.FullCPU), rnd(r.OneWall), rnd(r.OneCPU),
-			rnd(r.LatP50), rnd(r.LatP99), r.HWMKiB/1024, r.BaseKiB/1024, r.HeapMiB)
+			rnd(r.LatP50), rnd(r.LatP99), r.HWMKiB/1024, r.BaseKiB/1024, r.BackendHeapMiB,
+			rnd(r.ResyncWall), rnd(r.ResyncCPU), r.ResyncHWMKiB/1024)
 	}
 	fmt.Println()
 	fmt.Println("Wall times depend on what else runs on the machine; cpu is this process's user+system time (nf_tables runs inside our sendmsg, so the kernel's work is in it).")
@@ -183,6 +190,8 @@ func TestScaleWorker(t *testing.T) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	r.BaseKiB = procStatus(t, "VmRSS:")
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		t.Fatalf("reset peak RSS: %v", err)
 	}
@@ -226,7 +235,21 @@ func TestScaleWorker(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = int64(ms.HeapInuse >> 20)
+	r.BackendHeapMiB = (int64(ms.HeapInuse) - int64(ms0.HeapInuse)) >> 20
 	r.HWMKiB = procStatus(t, "VmHWM:")
+
+	// A periodic resync of the same plan: reads everything back, fixes
+	// nothing. Its peak is measured on its own.
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Fatalf("reset peak RSS: %v", err)
+	}
+	c0, t0 := cpuTime(), time.Now()
+	if err := b.Sync(ctx, w.prev, nil, true); err != nil {
+		t.Fatalf("resync: %v", err)
+	}
+	r.ResyncWall, r.ResyncCPU = time.Since(t0), cpuTime()-c0
+	r.ResyncHWMKiB = procStatus(t, "VmHWM:")
 	if err := b.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
