@@ -2,18 +2,17 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/kubenode/kubenode/common/signals"
 	"github.com/kubenode/kubenode/kubelet/internal/app"
 )
 
 func main() {
 	// SIGTERM and SIGINT cancel the context: run shuts down cleanly, leaving pods running.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A second signal exits at once.
+	ctx, stop := signals.Context()
 	err := app.NewCommand().ExecuteContext(ctx)
 	stop()
 	if err != nil {
