@@ -377,3 +377,45 @@ func TestRunnerNodeAddresses(t *testing.T) {
 		})
 	}
 }
+
+type fakeCleaner struct {
+	mu    sync.Mutex
+	plans []*plan.Plan
+}
+
+func (f *fakeCleaner) CleanStaleFlows(_ context.Context, p *plan.Plan) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plans = append(f.plans, p)
+	return nil
+}
+
+func (f *fakeCleaner) count() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.plans) }
+
+func TestRunnerCleansConntrackOnUDPChanges(t *testing.T) {
+	ct := &fakeCleaner{}
+	h := start(t, Config{SyncPeriod: time.Hour}, Deps{Conntrack: ct})
+	h.p.OnServiceUpdate(nil, service("dns", "10.96.0.10", v1.ProtocolUDP))
+	h.p.OnServiceUpdate(nil, service("web", "10.96.0.11", v1.ProtocolTCP))
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	h.dp.next(t, time.Second)
+	if n := ct.count(); n != 1 {
+		t.Fatalf("full sync cleaned conntrack %d times, want 1", n)
+	}
+	h.p.OnEndpointSliceUpdate(endpointSlice("web", v1.ProtocolTCP, "me", "10.0.0.1"), false)
+	h.dp.next(t, time.Second)
+	if n := ct.count(); n != 1 {
+		t.Errorf("a TCP-only change cleaned conntrack (%d calls)", n)
+	}
+	h.p.OnEndpointSliceUpdate(endpointSlice("dns", v1.ProtocolUDP, "me", "10.0.0.2"), false)
+	c := h.dp.next(t, time.Second)
+	if n := ct.count(); n != 2 {
+		t.Fatalf("a UDP change did not clean conntrack (%d calls)", n)
+	}
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.plans[1] != c.plan {
+		t.Error("conntrack cleaned against a different plan than the one synced")
+	}
+}
