@@ -140,7 +140,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 		if _, err := n.admin.CoreV1().Secrets(ns).Create(ctx, &v1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"password": []byte("hunter2")}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		c := busybox("main", `echo "MODE=$MODE PW=$PW NAME=$POD_NAME NS=$POD_NS IP=$POD_IP CFG_MODE=$CFG_MODE"; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-present`)
+		c := busybox("main", `echo "MODE=$MODE PW=$PW NAME=$POD_NAME NS=$POD_NS IP=$POD_IP CFG_MODE=$CFG_MODE API=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-present`)
 		c.EnvFrom = []v1.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &v1.ConfigMapEnvSource{LocalObjectReference: v1.LocalObjectReference{Name: "cfg"}}}}
 		c.Env = []v1.EnvVar{
 			{Name: "MODE", ValueFrom: &v1.EnvVarSource{ConfigMapKeyRef: &v1.ConfigMapKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "cfg"}, Key: "MODE"}}},
@@ -152,7 +152,11 @@ func TestKubeletWithAPIServer(t *testing.T) {
 		p := n.createPod(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "env", Namespace: ns}, Spec: v1.PodSpec{RestartPolicy: v1.RestartPolicyNever, Containers: []v1.Container{c}}})
 		p = n.waitPod(t, ns, p.Name, 60*time.Second, "Succeeded", phaseIs(v1.PodSucceeded))
 		out := n.containerLog(t, p, "main", 0)
-		want := fmt.Sprintf("MODE=fast PW=hunter2 NAME=env NS=%s IP=%s CFG_MODE=fast\n%s\ntoken-present", ns, p.Status.PodIP, ns)
+		api, err := n.admin.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("MODE=fast PW=hunter2 NAME=env NS=%s IP=%s CFG_MODE=fast API=%s:%d\n%s\ntoken-present", ns, p.Status.PodIP, api.Spec.ClusterIP, api.Spec.Ports[0].Port, ns)
 		if out != want {
 			t.Errorf("container output:\n%s\nwant:\n%s", out, want)
 		}

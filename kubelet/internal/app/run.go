@@ -157,10 +157,16 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	recorder, stopEvents := eventRecorder(client, nodeName)
 	defer stopEvents()
 
+	var services *podsource.Services
+	var serviceEnv podsync.Services
+	if client != nil {
+		services = podsource.NewServices(client)
+		serviceEnv = services
+	}
 	adm := &admitter{pods: pods, node: admission.Node{Name: nodeName, Labels: nodeLabels, Allocatable: allocatable}}
 	syncer, err := podsync.New(podsync.Deps{
 		Pods: pods, Runtime: rt, Images: runtime.NewPuller(is, api, time.Now), Objects: api,
-		Volumes: vols, Cgroups: cgroups, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
+		Volumes: vols, Cgroups: cgroups, Services: serviceEnv, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
 		Node: podsync.Node{
 			Name: nodeName, HostIPs: hostIPs, Allocatable: allocatable, RuntimeName: rtName,
 			Facts: runtime.NodeFacts{
@@ -258,9 +264,14 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		}
 		src := podsource.NewAPISource(client, nodeName, pods, log.Named("podsource"))
 		goRun(src.Run)
+		goRun(services.Run)
 		// Until the node's pods are listed, every running pod would look deleted: wait.
 		for {
-			if err := src.WaitForSync(ctx, 30*time.Second); err == nil {
+			err := src.WaitForSync(ctx, 30*time.Second)
+			if err == nil {
+				err = services.WaitForSync(ctx, 30*time.Second)
+			}
+			if err == nil {
 				break
 			} else if ctx.Err() != nil {
 				return nil

@@ -163,6 +163,9 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 	if e.pod.Spec.HostNetwork {
 		facts.PodIPs = e.s.d.Node.HostIPs
 	}
+	if e.s.d.Services != nil {
+		facts.ServiceEnv = runtime.ServiceEnv(e.pod, e.s.d.Services.ForPod(e.pod.Namespace))
+	}
 	env, err := runtime.Env(ctx, e.s.d.Objects, e.pod, c, facts, e.s.d.Node.Allocatable)
 	if err != nil {
 		return fail(runtime.ReasonCreateConfigError, err)

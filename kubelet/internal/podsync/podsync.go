@@ -76,6 +76,12 @@ type PodDeleter interface {
 	DeletePod(ctx context.Context, namespace, name string, uid types.UID) error
 }
 
+// Services lists the services whose variables containers get: the pod's namespace's and
+// default/kubernetes.
+type Services interface {
+	ForPod(namespace string) []*v1.Service
+}
+
 // Node holds the node facts a sync needs.
 type Node struct {
 	Name        string
@@ -93,7 +99,8 @@ type Deps struct {
 	Images   Images
 	Objects  runtime.Objects
 	Volumes  Volumes
-	Cgroups  Cgroups // optional
+	Cgroups  Cgroups  // optional
+	Services Services // optional: no service variables without it
 	Admit    Admitter
 	Status   Statuses
 	Deleter  PodDeleter

@@ -235,3 +235,58 @@ func TestEnv(t *testing.T) {
 		t.Errorf("optional missing key: env %v err %v, want nothing set", kv, err)
 	}
 }
+
+func TestServiceEnv(t *testing.T) {
+	svc := func(ns, name, ip string, ports ...v1.ServicePort) *v1.Service {
+		return &v1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1.ServiceSpec{ClusterIP: ip, Ports: ports}}
+	}
+	services := []*v1.Service{
+		svc("default", "kubernetes", "10.96.0.1", v1.ServicePort{Name: "https", Port: 443, Protocol: v1.ProtocolTCP}),
+		svc("team", "my-db", "10.96.0.7", v1.ServicePort{Port: 5432}),
+		svc("team", "headless", "None", v1.ServicePort{Port: 80}),
+		svc("other", "elsewhere", "10.96.0.9", v1.ServicePort{Port: 80}),
+	}
+	p := testPod()
+	got := map[string]string{}
+	for _, e := range ServiceEnv(p, services) {
+		got[e.Name] = e.Value
+	}
+	for k, v := range map[string]string{
+		"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+		"KUBERNETES_PORT": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
+		"MY_DB_SERVICE_HOST": "10.96.0.7", "MY_DB_PORT_5432_TCP": "tcp://10.96.0.7:5432", "MY_DB_PORT_5432_TCP_PROTO": "tcp",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, ok := got["ELSEWHERE_SERVICE_HOST"]; ok {
+		t.Error("a service of another namespace leaked in")
+	}
+	if _, ok := got["HEADLESS_SERVICE_HOST"]; ok {
+		t.Error("a headless service got variables")
+	}
+	off := false
+	p.Spec.EnableServiceLinks = &off
+	got = map[string]string{}
+	for _, e := range ServiceEnv(p, services) {
+		got[e.Name] = e.Value
+	}
+	if got["KUBERNETES_SERVICE_HOST"] != "10.96.0.1" || got["MY_DB_SERVICE_HOST"] != "" {
+		t.Errorf("enableServiceLinks=false: %v", got)
+	}
+	// Container env can refer to service variables and override them.
+	c := &p.Spec.Containers[0]
+	c.Env = []v1.EnvVar{{Name: "API", Value: "https://$(KUBERNETES_SERVICE_HOST)"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
+	kv, err := Env(context.Background(), fakeObjects{}, p, c, PodFacts{ServiceEnv: ServiceEnv(p, services)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, e := range kv {
+		env[e.Key] = string(e.Value)
+	}
+	if env["API"] != "https://10.96.0.1" || env["KUBERNETES_SERVICE_PORT"] != "6443" {
+		t.Errorf("env = %v", env)
+	}
+}

@@ -3,10 +3,13 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"net"
+	"sort"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -22,6 +25,8 @@ type PodFacts struct {
 	PodIPs   []string
 	HostIPs  []string
 	NodeName string
+	// ServiceEnv comes first in every container's environment (see ServiceEnv).
+	ServiceEnv []EnvVar
 }
 
 // Env computes a container's environment: envFrom first, then env (later wins), with $(VAR)
@@ -34,6 +39,9 @@ func Env(ctx context.Context, objs Objects, pod *v1.Pod, c *v1.Container, facts 
 			order = append(order, k)
 		}
 		vals[k] = v
+	}
+	for _, e := range facts.ServiceEnv {
+		set(e.Name, e.Value)
 	}
 	for _, ef := range c.EnvFrom {
 		switch {
@@ -263,4 +271,66 @@ func expand(s string, vals map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// ServiceEnv returns the Docker-links style variables upstream gives every container for the
+// services of its namespace (when enableServiceLinks is not false) and always for the API
+// server's "kubernetes" service, so in-cluster clients find the API. services holds the pod's
+// namespace's services plus default/kubernetes; the order is by service name.
+func ServiceEnv(pod *v1.Pod, services []*v1.Service) []EnvVar {
+	links := pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks
+	var picked []*v1.Service
+	for _, s := range services {
+		if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == v1.ClusterIPNone {
+			continue
+		}
+		master := s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
+		if master || (links && s.Namespace == pod.Namespace) {
+			picked = append(picked, s)
+		}
+	}
+	sort.Slice(picked, func(i, j int) bool { return picked[i].Name < picked[j].Name })
+	var out []EnvVar
+	seen := map[string]bool{}
+	add := func(k, v string) {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, EnvVar{Name: k, Value: v})
+		}
+	}
+	for _, s := range picked {
+		if len(s.Spec.Ports) == 0 {
+			continue
+		}
+		name := strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
+		ip := s.Spec.ClusterIP
+		add(name+"_SERVICE_HOST", ip)
+		add(name+"_SERVICE_PORT", fmt.Sprint(s.Spec.Ports[0].Port))
+		for _, p := range s.Spec.Ports {
+			if p.Name != "" {
+				add(name+"_SERVICE_PORT_"+strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")), fmt.Sprint(p.Port))
+			}
+		}
+		first := s.Spec.Ports[0]
+		add(name+"_PORT", fmt.Sprintf("%s://%s", strings.ToLower(string(protoOrTCP(first.Protocol))), net.JoinHostPort(ip, fmt.Sprint(first.Port))))
+		for _, p := range s.Spec.Ports {
+			proto := protoOrTCP(p.Protocol)
+			prefix := fmt.Sprintf("%s_PORT_%d_%s", name, p.Port, strings.ToUpper(string(proto)))
+			add(prefix, fmt.Sprintf("%s://%s", strings.ToLower(string(proto)), net.JoinHostPort(ip, fmt.Sprint(p.Port))))
+			add(prefix+"_PROTO", strings.ToLower(string(proto)))
+			add(prefix+"_PORT", fmt.Sprint(p.Port))
+			add(prefix+"_ADDR", ip)
+		}
+	}
+	return out
+}
+
+// EnvVar is one plain name=value variable.
+type EnvVar struct{ Name, Value string }
+
+func protoOrTCP(p v1.Protocol) v1.Protocol {
+	if p == "" {
+		return v1.ProtocolTCP
+	}
+	return p
 }
