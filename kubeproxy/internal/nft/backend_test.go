@@ -107,6 +107,17 @@ func spread(w *walker, p packet, n int) map[string]int {
 	return got
 }
 
+// spreadClients makes 2000 connections from 250 clients (prefix + 1..250).
+func spreadClients(w *walker, srcPrefix, dst string, port uint16) map[string]int {
+	got := map[string]int{}
+	for i := range 2000 {
+		for k, v := range spread(w, tcp(fmt.Sprintf("%s%d", srcPrefix, i%250+1), dst, port), 1) {
+			got[k] += v
+		}
+	}
+	return got
+}
+
 func wantEven(t *testing.T, got map[string]int, n int, ips ...string) {
 	t.Helper()
 	if len(got) != len(ips) {
@@ -502,5 +513,55 @@ func TestSyncRejectsAPlanOfTheOtherFamily(t *testing.T) {
 	err := b.Sync(context.Background(), &plan.Plan{Family: plan.IPv6}, nil, true)
 	if err == nil || !strings.Contains(err.Error(), "family") {
 		t.Fatalf("got %v, want a family mismatch error", err)
+	}
+}
+
+func TestServiceChangesShape(t *testing.T) {
+	// A service moves between the shared pickers and chains of its own
+	// (affinity, externalTrafficPolicy=Local, source ranges) and back, one
+	// partial sync at a time; every step must be a valid transaction and
+	// serve the right endpoints.
+	w := newFakeWorld(t)
+	s := fsvc("a", "10.96.0.1", 80)
+	s.NodePort = 30001
+	s.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("203.0.113.1")}
+	n := w.set(s, fep("10.244.1.1", true), fep("10.244.2.1", false))
+	w.mustSync()
+	steps := []struct {
+		name   string
+		change func(s *plan.ServicePort)
+	}{
+		{"affinity on", func(s *plan.ServicePort) { s.AffinityTimeout = time.Minute }},
+		{"externalTrafficPolicy=Local", func(s *plan.ServicePort) { s.ExternalPolicyLocal = true }},
+		{"source ranges", func(s *plan.ServicePort) {
+			s.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("172.16.0.0/12")}
+		}},
+		{"back to simple", func(s *plan.ServicePort) {
+			s.AffinityTimeout, s.ExternalPolicyLocal, s.LoadBalancerSourceRanges = 0, false, nil
+		}},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			cp := *w.services[n]
+			step.change(&cp)
+			w.services[n] = &cp
+			w.mustSync(n)
+			walk := newWalker(w.k, fakeNodeIP)
+			// Many clients, so affinity does not pin the count to one.
+			wantEven(t, spreadClients(walk, "10.244.9.", "10.96.0.1", 80), 2000, "10.244.1.1", "10.244.2.1")
+			ext := []string{"10.244.1.1", "10.244.2.1"}
+			if cp.ExternalPolicyLocal {
+				ext = ext[:1]
+			}
+			wantEven(t, spreadClients(walk, "172.16.0.", fakeNodeIP, 30001), 2000, ext...)
+			wantEven(t, spreadClients(walk, "172.16.0.", "203.0.113.1", 80), 2000, ext...)
+		})
+	}
+	// Back where it started: same kernel state as a fresh build.
+	fresh := newFakeWorld(t)
+	fresh.set(w.services[n], w.eps[n]...)
+	fresh.mustSync()
+	if got, want := snapshot(w.k), snapshot(fresh.k); got != want {
+		t.Fatalf("after the round trip:\n%s\nwant:\n%s", got, want)
 	}
 }
