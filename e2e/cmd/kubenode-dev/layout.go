@@ -111,6 +111,7 @@ func (r readyInfo) instructions() string {
 	if len(r.Processes) > 0 {
 		fmt.Fprintf(&b, "Node processes: %s\n", strings.Join(r.Processes, ", "))
 	}
+	b.WriteString(demoInstructions(r.Processes))
 	fmt.Fprintf(&b, "Logs:          %s/   (supervisor.log, containerd.log, <process>.log)\n", r.LogDir)
 	fmt.Fprintf(&b, "               %s\n", r.ControlPlaneLog)
 	fmt.Fprintf(&b, "Stop:          make down\n")

@@ -29,21 +29,18 @@ type nodeFacts struct {
 // with SIGTERM before containerd, output in logs/<Name>.log): one procSpec each for
 // bin/kubelet and bin/kube-proxy, built from f.
 func nodeProcesses(f nodeFacts) []procSpec {
-	_ = f
-	return nil
+	return agentProcesses(f)
 }
 
 // waitNode runs once the node processes have started, before up reports ready: the place to
 // wait for the Node to be Ready and to deploy demo workloads.
 func waitNode(ctx context.Context, f nodeFacts, log *zap.Logger) error {
-	_, _, _ = ctx, f, log
-	return nil
+	return readyNodeAndDemo(ctx, f, log)
 }
 
 // cleanupNode runs in down after the supervisor is stopped (or found dead) and before the
 // control plane and node environment are torn down, e.g. for `kube-proxy cleanup`. It must be
 // idempotent and work when nothing is up.
 func cleanupNode(ctx context.Context, o options, log *zap.Logger) error {
-	_, _, _ = ctx, o, log
-	return nil
+	return kubeProxyCleanup(ctx, o.binDir, log)
 }

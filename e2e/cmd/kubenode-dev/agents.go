@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// clusterDNS is the Service IP pods are told to use for DNS (the usual kubeadm choice).
+const clusterDNS = "10.96.0.10"
+
+// agentProcesses are bin/kubelet and bin/kube-proxy for the dev node, with their state under
+// f.StateDir. The kube-proxy runs in nftables mode in the host network namespace, so the host
+// reaches Service IPs; its rules live in the inet table "kubenode", which down removes.
+func agentProcesses(f nodeFacts) []procSpec {
+	kubeletDir := filepath.Join(f.StateDir, "kubelet")
+	manifests := filepath.Join(f.StateDir, "manifests")
+	for _, d := range []string{kubeletDir, manifests} {
+		// A failure shows in the kubelet's own log, which names the directory.
+		_ = os.MkdirAll(d, 0o755)
+	}
+	return []procSpec{
+		{
+			Name: "kubelet",
+			Path: filepath.Join(f.BinDir, "kubelet"),
+			Args: []string{
+				"--kubeconfig=" + f.NodeKubeconfig,
+				"--hostname-override=" + f.NodeName,
+				"--node-ip=" + hostIP(),
+				"--root-dir=" + kubeletDir,
+				"--container-runtime-endpoint=" + f.CRIEndpoint,
+				"--pod-manifest-path=" + manifests,
+				"--cgroup-root=" + f.CgroupRoot,
+				"--cluster-dns=" + clusterDNS,
+				"--cluster-domain=cluster.local",
+				// A dev VM may have swap; pods here do not set memory limits that depend on it.
+				"--fail-swap-on=false",
+			},
+		},
+		{
+			Name: "kube-proxy",
+			Path: filepath.Join(f.BinDir, "kube-proxy"),
+			Args: []string{
+				"--kubeconfig=" + f.KubeProxyKubeconfig,
+				"--hostname-override=" + f.NodeName,
+				"--proxy-mode=nftables",
+				"--cluster-cidr=" + f.PodCIDR,
+			},
+		},
+	}
+}
+
+// hostIP is the address of the interface with the default route: what the node registers as
+// its InternalIP and serves NodePorts on. No packet is sent (UDP connect only picks a route).
+func hostIP() string {
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// kubeProxyCleanup runs `kube-proxy cleanup`, which removes every nftables (and IPVS) object a
+// kube-proxy made on this host.
+func kubeProxyCleanup(ctx context.Context, binDir string, log *zap.Logger) error {
+	bin, err := filepath.Abs(filepath.Join(binDir, "kube-proxy"))
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("kube-proxy cleanup: %w (make build makes it)", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var b strings.Builder
+	cmd := exec.CommandContext(ctx, bin, "cleanup")
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kube-proxy cleanup: %w\n%s", err, b.String())
+	}
+	log.Info("kube-proxy cleanup done")
+	return nil
+}
