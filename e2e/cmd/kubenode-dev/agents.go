@@ -19,7 +19,14 @@ const clusterDNS = "10.96.0.10"
 // agentProcesses are bin/kubelet and bin/kube-proxy for the dev node, with their state under
 // f.StateDir. The kube-proxy runs in nftables mode in the host network namespace, so the host
 // reaches Service IPs; its rules live in the inet table "kubenode", which down removes.
+// Without both binaries in f.BinDir (make up builds them) the node runs no agents, and up
+// lists none.
 func agentProcesses(f nodeFacts) []procSpec {
+	for _, b := range []string{"kubelet", "kube-proxy"} {
+		if _, err := os.Stat(filepath.Join(f.BinDir, b)); err != nil {
+			return nil
+		}
+	}
 	kubeletDir := filepath.Join(f.StateDir, "kubelet")
 	manifests := filepath.Join(f.StateDir, "manifests")
 	for _, d := range []string{kubeletDir, manifests} {
@@ -69,14 +76,15 @@ func hostIP() string {
 }
 
 // kubeProxyCleanup runs `kube-proxy cleanup`, which removes every nftables (and IPVS) object a
-// kube-proxy made on this host.
+// kube-proxy made on this host. Without the binary there was no kube-proxy to clean up after.
 func kubeProxyCleanup(ctx context.Context, binDir string, log *zap.Logger) error {
 	bin, err := filepath.Abs(filepath.Join(binDir, "kube-proxy"))
 	if err != nil {
 		return err
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("kube-proxy cleanup: %w (make build makes it)", err)
+		log.Info("no kube-proxy binary, nothing to clean up", zap.String("path", bin))
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
