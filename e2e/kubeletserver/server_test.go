@@ -1,0 +1,258 @@
+package kubeletserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+
+	authnv1 "k8s.io/api/authentication/v1"
+)
+
+// counter prints numbered lines, one every 200ms, so there is always a next one to follow.
+const counter = "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"
+
+func TestThroughTheAPIServer(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	ns := n.namespace(t, "srv")
+	n.runPod(t, ns, "counter", counter)
+
+	// The highest line number the full log showed; a later tail must end at or after it.
+	seen := 0
+	t.Run("pods/log returns the lines", func(t *testing.T) {
+		var out string
+		eventually(t, 20*time.Second, "five lines in the log", func() error {
+			b, err := n.admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main"}).DoRaw(ctx)
+			if err != nil {
+				return err
+			}
+			out = string(b)
+			if !strings.HasPrefix(out, "line-1\nline-2\nline-3\nline-4\nline-5\n") {
+				return fmt.Errorf("log %q", out)
+			}
+			return nil
+		})
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		seen, _ = strconv.Atoi(strings.TrimPrefix(lines[len(lines)-1], "line-"))
+	})
+
+	t.Run("tailLines", func(t *testing.T) {
+		two := int64(2)
+		b, err := n.admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main", TailLines: &two}).DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "line-") || !strings.HasPrefix(lines[1], "line-") {
+			t.Fatalf("tailLines=2 gave %q", b)
+		}
+		a, _ := strconv.Atoi(strings.TrimPrefix(lines[0], "line-"))
+		z, _ := strconv.Atoi(strings.TrimPrefix(lines[1], "line-"))
+		if z != a+1 || z < seen {
+			t.Fatalf("tailLines=2 gave %q: not the last two lines", b)
+		}
+	})
+
+	t.Run("follow streams new lines", func(t *testing.T) {
+		one := int64(1)
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		rc, err := n.admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main", Follow: true, TailLines: &one}).Stream(fctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		sc := bufio.NewScanner(rc)
+		var got []int
+		for len(got) < 5 && sc.Scan() {
+			k, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "line-"))
+			if err != nil {
+				t.Fatalf("unexpected line %q", sc.Text())
+			}
+			got = append(got, k)
+		}
+		if len(got) < 5 {
+			t.Fatalf("followed %v before the stream ended: %v", got, sc.Err())
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] != got[i-1]+1 {
+				t.Fatalf("followed lines not consecutive: %v", got)
+			}
+		}
+	})
+
+	t.Run("pods/exec runs a command over SPDY", func(t *testing.T) {
+		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
+			VersionedParams(&v1.PodExecOptions{Container: "main", Command: []string{"echo", "hi"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		ex, err := remotecommand.NewSPDYExecutor(n.adminCfg, "POST", req.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := ex.StreamWithContext(ectx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
+			t.Fatalf("exec: %v (stderr %q)", err, stderr.String())
+		}
+		if stdout.String() != "hi\n" {
+			t.Fatalf("stdout %q, want %q", stdout.String(), "hi\n")
+		}
+	})
+
+	t.Run("pods/exec reports a failing command's exit code", func(t *testing.T) {
+		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
+			VersionedParams(&v1.PodExecOptions{Container: "main", Command: []string{"sh", "-c", "exit 3"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		ex, err := remotecommand.NewSPDYExecutor(n.adminCfg, "POST", req.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		err = ex.StreamWithContext(ectx, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard})
+		if err == nil || !strings.Contains(err.Error(), "3") {
+			t.Fatalf("err = %v, want exit code 3", err)
+		}
+	})
+}
+
+// kubeletClient is an HTTPS client for the kubelet that trusts its self-signed certificate for
+// the node IP (so the certificate is proven to name it), with an optional client certificate.
+func (n *node) kubeletClient(t *testing.T, withAdminCert bool) *http.Client {
+	t.Helper()
+	pemBytes, err := os.ReadFile(filepath.Join(n.stateDir, "kubelet", "pki", "kubelet.crt"))
+	if err != nil {
+		t.Fatalf("self-signed serving certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("kubelet.crt holds no certificate")
+	}
+	tc := &tls.Config{RootCAs: pool, ServerName: n.nodeIP}
+	if withAdminCert {
+		ac, err := rest.TLSConfigFor(n.adminCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.Certificates, tc.GetClientCertificate = ac.Certificates, ac.GetClientCertificate
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+}
+
+func (n *node) get(t *testing.T, c *http.Client, path, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "https://"+net.JoinHostPort(n.nodeIP, strconv.Itoa(n.port))+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (n *node) saToken(t *testing.T, ns, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := n.admin.CoreV1().ServiceAccounts(ns).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	exp := int64(600)
+	tr, err := n.admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+func TestDirectAccessIsAuthenticatedAndAuthorized(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	ns := n.namespace(t, "authz")
+	pod := n.runPod(t, ns, "sleeper", "trap 'exit 0' TERM; while true; do sleep 1; done")
+
+	plain := n.kubeletClient(t, false)
+	withCert := n.kubeletClient(t, true)
+	denied := n.saToken(t, ns, "nobody")
+	granted := n.saToken(t, ns, "proxy-reader")
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubelet-proxy-" + ns},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get"}}},
+	}
+	if _, err := n.admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "proxy-reader"}},
+	}
+	if _, err := n.admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name   string
+		client *http.Client
+		token  string
+		path   string
+		want   int
+	}{
+		{"no credentials", plain, "", "/pods", http.StatusUnauthorized},
+		{"garbage token", plain, "not-a-token", "/pods", http.StatusUnauthorized},
+		{"service account without RBAC", plain, denied, "/pods", http.StatusForbidden},
+		{"service account granted nodes/proxy", plain, granted, "/pods", http.StatusOK},
+		{"nodes/proxy does not grant nodes/stats", plain, granted, "/stats/summary", http.StatusForbidden},
+		{"admin certificate: pods", withCert, "", "/pods", http.StatusOK},
+		{"admin certificate: stats", withCert, "", "/stats/summary", http.StatusOK},
+		{"admin certificate: metrics", withCert, "", "/metrics", http.StatusOK},
+		{"admin certificate: healthz", withCert, "", "/healthz", http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var code int
+			var body string
+			// RBAC changes reach the authorizer's cache within a second or two.
+			eventually(t, 15*time.Second, tc.path, func() error {
+				code, body = n.get(t, tc.client, tc.path, tc.token)
+				if code != tc.want {
+					return fmt.Errorf("status %d (%s), want %d", code, strings.TrimSpace(body), tc.want)
+				}
+				return nil
+			})
+			if tc.want == http.StatusOK && tc.path == "/pods" && !strings.Contains(body, string(pod.UID)) {
+				t.Errorf("/pods does not list the running pod %s: %.300s", pod.UID, body)
+			}
+			if tc.path == "/stats/summary" && tc.want == http.StatusOK && !strings.Contains(body, `"nodeName":"`+n.name+`"`) {
+				t.Errorf("summary does not name the node: %.300s", body)
+			}
+			if tc.path == "/metrics" && !strings.Contains(body, "kubelet_http_requests_total") {
+				t.Errorf("metrics lack kubelet_http_requests_total: %.300s", body)
+			}
+		})
+	}
+}
