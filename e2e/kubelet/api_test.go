@@ -236,6 +236,32 @@ func TestKubeletWithAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("ReadinessAndLivenessProbes", func(t *testing.T) {
+		ns := n.namespace(t, "probes")
+		ready := busybox("main", "sleep 3; touch /tmp/ready;", sleeper)
+		ready.ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"test", "-f", "/tmp/ready"}}}, PeriodSeconds: 1}
+		n.createPod(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ready-later", Namespace: ns}, Spec: v1.PodSpec{Containers: []v1.Container{ready}}})
+		live := busybox("main", sleeper)
+		live.LivenessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"test", "-f", "/tmp/alive"}}}, PeriodSeconds: 1, FailureThreshold: 2}
+		n.createPod(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "liveness", Namespace: ns}, Spec: v1.PodSpec{Containers: []v1.Container{live}}})
+		n.waitPod(t, ns, "ready-later", 30*time.Second, "running but not ready", func(p *v1.Pod) error {
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Running == nil {
+				return fmt.Errorf("not running")
+			}
+			if p.Status.ContainerStatuses[0].Ready || readyPod(p) == nil {
+				return fmt.Errorf("ready before its readiness probe passed")
+			}
+			return nil
+		})
+		n.waitPod(t, ns, "ready-later", 30*time.Second, "Ready once the probe passes", readyPod)
+		n.waitPod(t, ns, "liveness", 60*time.Second, "restarted by its liveness probe", func(p *v1.Pod) error {
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].RestartCount < 1 {
+				return fmt.Errorf("not restarted")
+			}
+			return nil
+		})
+	})
+
 	t.Run("MissingImage", func(t *testing.T) {
 		ns := n.namespace(t, "image")
 		c := busybox("main", sleeper)

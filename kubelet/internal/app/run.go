@@ -30,6 +30,7 @@ import (
 	"github.com/kubenode/kubenode/kubelet/internal/podsource"
 	"github.com/kubenode/kubenode/kubelet/internal/podsync"
 	"github.com/kubenode/kubenode/kubelet/internal/podworkers"
+	"github.com/kubenode/kubenode/kubelet/internal/probe"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
 	"github.com/kubenode/kubenode/kubelet/internal/server"
 	"github.com/kubenode/kubenode/kubelet/internal/status"
@@ -163,10 +164,15 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		services = podsource.NewServices(client)
 		serviceEnv = services
 	}
+	probes := probe.NewManager(rt, func(uid types.UID) {
+		if workers != nil {
+			workers.Trigger(uid)
+		}
+	}, log.Named("probe"))
 	adm := &admitter{pods: pods, node: admission.Node{Name: nodeName, Labels: nodeLabels, Allocatable: allocatable}}
 	syncer, err := podsync.New(podsync.Deps{
 		Pods: pods, Runtime: rt, Images: runtime.NewPuller(is, api, time.Now), Objects: api,
-		Volumes: vols, Cgroups: cgroups, Services: serviceEnv, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
+		Volumes: vols, Cgroups: cgroups, Services: serviceEnv, Probes: probes, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
 		Node: podsync.Node{
 			Name: nodeName, HostIPs: hostIPs, Allocatable: allocatable, RuntimeName: rtName,
 			Facts: runtime.NodeFacts{

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubenode/kubenode/kubelet/internal/plan"
 	"github.com/kubenode/kubenode/kubelet/internal/podworkers"
+	"github.com/kubenode/kubenode/kubelet/internal/probe"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
 	"github.com/kubenode/kubenode/kubelet/internal/status"
 )
@@ -82,6 +83,15 @@ type Services interface {
 	ForPod(namespace string) []*v1.Service
 }
 
+// Probes runs container probes and reports their results.
+type Probes interface {
+	Sync(ctx context.Context, uid types.UID, targets []probe.Target)
+	RemovePod(uid types.UID)
+	Ready(containerID string) (ready, probed bool)
+	Started(containerID string) bool
+	LivenessFailed(containerID string) bool
+}
+
 // Node holds the node facts a sync needs.
 type Node struct {
 	Name        string
@@ -101,6 +111,7 @@ type Deps struct {
 	Volumes  Volumes
 	Cgroups  Cgroups  // optional
 	Services Services // optional: no service variables without it
+	Probes   Probes   // optional: no probes without it
 	Admit    Admitter
 	Status   Statuses
 	Deleter  PodDeleter
@@ -236,7 +247,8 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 	if rs != nil {
 		obs = rs.Observed
 	}
-	res := plan.Compute(plan.Input{Pod: pod, Observed: obs, Backoff: bo, Terminate: terminate, Now: s.d.Now(), Config: s.d.Node.Backoff})
+	liveness, startup := s.probeState(obs)
+	res := plan.Compute(plan.Input{Pod: pod, Observed: obs, Backoff: bo, Terminate: terminate, LivenessFailed: liveness, StartupPending: startup, Now: s.d.Now(), Config: s.d.Node.Backoff})
 	s.mu.Lock()
 	s.backoff[uid] = res.Backoff
 	s.mu.Unlock()
@@ -252,6 +264,7 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 	if err != nil {
 		rs2 = rs
 	}
+	s.syncProbes(ctx, pod, rs2, terminate)
 	s.report(uid, pod, apiPod, rs2, res, ex.waiting)
 	if execErr != nil {
 		return podworkers.Result{}, execErr
@@ -308,10 +321,14 @@ func (s *Syncer) report(uid types.UID, pod, apiPod *v1.Pod, rs *runtime.PodState
 		}
 	}
 	s.mu.Unlock()
-	st := status.Build(status.Input{
+	in := status.Input{
 		Pod: withStatus(pod, apiPod), Runtime: rs, Waiting: waiting, Done: res.Done, InitFailed: res.InitFailed,
 		HostIPs: s.d.Node.HostIPs, RuntimeName: s.d.Node.RuntimeName, Now: s.d.Now(),
-	})
+	}
+	if s.d.Probes != nil {
+		in.Probes = s.d.Probes
+	}
+	st := status.Build(in)
 	s.d.Status.Set(uid, apiPod, st)
 }
 
@@ -393,6 +410,9 @@ func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.P
 		return podworkers.Result{}, err
 	}
 	s.d.Status.Forget(uid)
+	if s.d.Probes != nil {
+		s.d.Probes.RemovePod(uid)
+	}
 	s.mu.Lock()
 	delete(s.backoff, uid)
 	delete(s.errs, uid)
@@ -400,4 +420,52 @@ func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.P
 	delete(s.rejected, uid)
 	s.mu.Unlock()
 	return podworkers.Result{Finished: true}, nil
+}
+
+// probeState returns the containers the probes want restarted and those not started yet.
+func (s *Syncer) probeState(obs plan.Observed) (liveness, startup map[string]bool) {
+	if s.d.Probes == nil {
+		return nil, nil
+	}
+	liveness, startup = map[string]bool{}, map[string]bool{}
+	for _, c := range obs.Containers {
+		if c.State != plan.StateRunning {
+			continue
+		}
+		if s.d.Probes.LivenessFailed(c.ID) {
+			liveness[c.ID] = true
+		}
+		if !s.d.Probes.Started(c.ID) {
+			startup[c.ID] = true
+		}
+	}
+	return liveness, startup
+}
+
+// syncProbes points the probe workers at the pod's running containers.
+func (s *Syncer) syncProbes(ctx context.Context, pod *v1.Pod, rs *runtime.PodState, terminate bool) {
+	if s.d.Probes == nil {
+		return
+	}
+	var targets []probe.Target
+	if rs != nil && !terminate {
+		ip := ""
+		if len(rs.IPs) > 0 {
+			ip = rs.IPs[0]
+		}
+		if pod.Spec.HostNetwork && len(s.d.Node.HostIPs) > 0 {
+			ip = s.d.Node.HostIPs[0]
+		}
+		for _, c := range rs.Observed.Containers {
+			if c.State != plan.StateRunning {
+				continue
+			}
+			spec, ok := runtime.FindContainer(pod, c.Name)
+			if !ok || spec.Name == "" {
+				continue
+			}
+			targets = append(targets, probe.Target{PodUID: pod.UID, ContainerID: c.ID, Container: spec, PodIP: ip})
+		}
+	}
+	s.d.Probes.Sync(ctx, pod.UID, targets)
 }

@@ -30,6 +30,14 @@ type Input struct {
 	HostIPs     []string
 	RuntimeName string // container ID prefix, e.g. containerd
 	Now         time.Time
+	// Probes gives probe results; nil means no probes (running means started and ready).
+	Probes ProbeResults
+}
+
+// ProbeResults are the probe outcomes by container ID.
+type ProbeResults interface {
+	Ready(containerID string) (ready, probed bool)
+	Started(containerID string) bool
 }
 
 // Rejection is why the kubelet refused a pod.
@@ -217,11 +225,19 @@ func (b builder) statuses(specs []v1.Container, init bool, old []v1.ContainerSta
 		switch last.State {
 		case plan.StateRunning:
 			cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(last.StartedAt)}
-			t := true
-			cs.Started = &t
-			// Without readiness probes a running container is ready; a regular init container
+			started := true
+			if b.in.Probes != nil {
+				started = b.in.Probes.Started(last.ID)
+			}
+			cs.Started = &started
+			// Without a readiness probe a started container is ready; a regular init container
 			// never is.
-			cs.Ready = !init || plan.IsSidecar(spec)
+			cs.Ready = started && (!init || plan.IsSidecar(spec))
+			if b.in.Probes != nil && cs.Ready {
+				if ready, probed := b.in.Probes.Ready(last.ID); probed {
+					cs.Ready = ready
+				}
+			}
 			if hasWaiting && w.Reason != "" && w.Reason != "ContainerCreating" && w.Reason != "PodInitializing" {
 				// A start error of a newer attempt; the running one still counts.
 				cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(last.StartedAt)}
