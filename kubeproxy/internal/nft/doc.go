@@ -21,10 +21,10 @@
 //	              daddr . l4proto . dport vmap @service-ips
 //	              daddr @node-ips (or fib daddr type local, not loopback)
 //	                l4proto . dport vmap @service-nodeports
-//	pick-N        dnat to daddr . l4proto . dport . numgen random mod N
-//	                map @select            (one chain per endpoint count N)
-//	pick-external-N, pick-nodeport-N: the same after setting the
-//	                masquerade mark (node ports key @select-nodeport)
+//	pick-N-S      dnat to daddr . l4proto . dport . numgen random mod N
+//	                map @select-S   (one chain per endpoint count N and shard S)
+//	pick-external-N-S, pick-nodeport-N-S: the same after setting the
+//	                masquerade mark (node ports key @select-nodeport-S)
 //	svc-/ext-/fw-/ep-<service>: only for services that need logic of their
 //	                own (below)
 //
@@ -58,8 +58,15 @@
 //     every failing message), encoded straight into one buffer with a cache
 //     of repeated expression encodings.
 //
-// With all three fixed, a 10k full sync is about 0.5 s of CPU and a
+// With all three fixed, a 10k full sync is about 0.6 s of CPU and a
 // one-service change about 0.1 ms; make bench-nft prints the table.
+//
+// Reading a set back is quadratic as well: each 32 KiB of dump answer
+// makes the kernel walk the set from its start. The big sets (endpoints
+// per address, hairpin pairs) are therefore split into 16 shards by a
+// stable hash of the key, and read-back elements are held as 24-byte
+// fingerprints; the keys of stale elements are fetched only for the sets
+// that have some.
 //
 // # Syncs
 //
@@ -92,6 +99,8 @@
 //
 // Known limits: addresses that two services both claim (an external IP and
 // port) go to the first claimant; the periodic full sync reads back every
-// element, so its memory grows with the ruleset; dynamic affinity entries
-// are not read back.
+// element, which at 30k services x 10 endpoints still takes ~6 s of CPU
+// (most of it the kernel's set dumps) and ~270 MiB peak RSS; dynamic
+// affinity entries are not read back; Cleanup removes the whole table,
+// both families.
 package nft
