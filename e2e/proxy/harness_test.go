@@ -120,6 +120,8 @@ func startKubeProxy(t *testing.T, ns netns.NsHandle, logPath string, args ...str
 	return p
 }
 
+func sysProcAttrPgid() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
 func (p *process) running() bool {
 	select {
 	case <-p.exited:
