@@ -357,3 +357,24 @@ func TestKernelDualStackSharesTheTable(t *testing.T) {
 	self := newClient(w.tp.pods[1], 2*time.Second)
 	assertSpread(t, self.counts("[fd00:96::10]:80", 30), 30, "pod1", "pod2", "pod3")
 }
+
+func TestKernelNodePortsOnEveryLocalAddress(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.NodePortPrimary = false
+	w.cfg.NodePortCIDRs = []netip.Prefix{mustPrefix("0.0.0.0/0")}
+	web := svcPort("web", "10.96.0.10", 80)
+	web.NodePort = 30090
+	w.set(web, ep(0, true), ep(1, true))
+	w.sync()
+	// The bridge address is local too, so pods reach the node port there.
+	pod := newClient(w.tp.podc, 2*time.Second)
+	assertSpread(t, pod.counts("10.244.0.1:30090", 40), 40, "pod1", "pod2")
+	ext := newClient(w.tp.ext, 2*time.Second)
+	assertSpread(t, ext.counts(nodeIP+":30090", 40), 40, "pod1", "pod2")
+	// Not on loopback, like upstream's nftables mode: nothing translates
+	// the connection, so the node's own stack refuses it (a translated one
+	// would time out, its 127.0.0.1 source being unroutable).
+	if err := dialErr(w.tp.node, "127.0.0.1:30090", time.Second); !isRefused(err) {
+		t.Fatalf("dial 127.0.0.1:30090: %v, want connection refused (not translated)", err)
+	}
+}
