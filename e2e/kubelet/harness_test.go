@@ -168,6 +168,12 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 		if t.Failed() {
 			n.dumpLogs(t)
 		}
+		if dst := os.Getenv("KUBENODE_E2E_KUBELET_LOG"); dst != "" {
+			// For debugging: keep the whole kubelet log.
+			if b, err := os.ReadFile(filepath.Join(sd, "kubelet.log")); err == nil {
+				_ = os.WriteFile(dst, b, 0o644)
+			}
+		}
 		if n.cluster != nil {
 			if err := n.cluster.Stop(); err != nil {
 				t.Logf("control plane stop: %v", err)

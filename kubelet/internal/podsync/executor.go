@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/kubenode/kubenode/kubelet/internal/plan"
+	"github.com/kubenode/kubenode/kubelet/internal/probe"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
 )
 
@@ -37,6 +38,8 @@ type executor struct {
 	// waiting collects start errors by container ("" reason clears a previous error).
 	waiting map[string]plan.Waiting
 	retry   bool
+	// started maps containers started in this sync to their names.
+	started map[string]string
 }
 
 func (e *executor) event(typ, reason, msg string) {
@@ -47,6 +50,7 @@ func (e *executor) event(typ, reason, msg string) {
 
 func (e *executor) run(ctx context.Context, actions []plan.Action) error {
 	e.waiting = map[string]plan.Waiting{}
+	e.started = map[string]string{}
 	if e.rs != nil {
 		for _, sb := range e.rs.Observed.Sandboxes {
 			if sb.Ready {
@@ -185,6 +189,7 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 		return fail(runtime.ReasonRunContainerError, err)
 	}
 	e.event(v1.EventTypeNormal, "Started", "Started container "+c.Name)
+	e.started[id] = c.Name
 	e.waiting[c.Name] = plan.Waiting{} // clears an earlier error
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if err := e.runHook(ctx, id, c.Lifecycle.PostStart, plan.Grace(e.pod)); err != nil {
@@ -326,7 +331,7 @@ func (e *executor) httpHook(ctx context.Context, containerID string, g *v1.HTTPG
 			host = e.rs.IPs[0]
 		}
 	}
-	port, err := resolvePort(g.Port, e.pod, containerID, e.rs)
+	port, err := e.hookPort(g.Port, containerID)
 	if err != nil {
 		return err
 	}
@@ -355,27 +360,21 @@ func (e *executor) httpHook(ctx context.Context, containerID string, g *v1.HTTPG
 	return nil
 }
 
-func resolvePort(p intstr.IntOrString, pod *v1.Pod, containerID string, rs *runtime.PodState) (int, error) {
-	if p.Type == intstr.Int {
-		return p.IntValue(), nil
-	}
-	name := ""
-	if rs != nil {
-		for _, c := range rs.Observed.Containers {
-			if c.ID == containerID {
-				name = c.Name
+// hookPort resolves a hook's port against the ports of the container it belongs to.
+func (e *executor) hookPort(p intstr.IntOrString, containerID string) (int, error) {
+	c := &v1.Container{}
+	if name, ok := e.started[containerID]; ok {
+		if spec, found := runtime.FindContainer(e.pod, name); found {
+			c = spec
+		}
+	} else if e.rs != nil {
+		for _, oc := range e.rs.Observed.Containers {
+			if oc.ID == containerID {
+				if spec, found := runtime.FindContainer(e.pod, oc.Name); found {
+					c = spec
+				}
 			}
 		}
 	}
-	if c, ok := runtime.FindContainer(pod, name); ok {
-		for _, cp := range c.Ports {
-			if cp.Name == p.StrVal {
-				return int(cp.ContainerPort), nil
-			}
-		}
-	}
-	if n, err := strconv.Atoi(p.StrVal); err == nil {
-		return n, nil
-	}
-	return 0, fmt.Errorf("port %q not found in the container's ports", p.StrVal)
+	return probe.Port(p, c)
 }
