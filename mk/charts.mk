@@ -4,8 +4,12 @@
 
 HELM_SRC := e2e/helm
 HELM_VERSION := v3.22.0
+# As helm's own Makefile does: the Kubernetes version `helm template`/`lint` assume without a
+# cluster follows the client-go it is built with (k8s.io v0.37 -> 1.37), not helm's 1.20 fallback.
+helm_ldflags := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=37)
 HELM_GOVERSION := $(shell cat "$$(dirname "$$(readlink -f "$$(command -v $(GO))")")/../VERSION" 2>/dev/null | head -n1)
-HELM_KEY := $(shell { echo '$(HELM_GOVERSION) $(HELM_VERSION)'; cd $(HELM_SRC) 2>/dev/null && \
+HELM_KEY := $(shell { echo '$(HELM_GOVERSION) $(helm_ldflags)'; cd $(HELM_SRC) 2>/dev/null && \
 	find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)
 HELM_BIN := $(KUBENODE_CACHE)/helm/$(HELM_KEY)/helm
 # The chart tests find helm through this.
@@ -22,8 +26,7 @@ $(HELM_BIN):
 	@mkdir -p $(@D)
 	@echo "building helm $(HELM_VERSION) (cold: a few minutes) -> $@"
 	cd $(HELM_SRC) && GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
-		$(GO) build -trimpath -ldflags '-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)' \
-		-o $(abspath $@).tmp.$$$$ helm.sh/helm/v3/cmd/helm && mv $(abspath $@).tmp.$$$$ $(abspath $@)
+		$(GO) build -trimpath -ldflags '$(helm_ldflags)' -o $(abspath $@).tmp.$$$$ helm.sh/helm/v3/cmd/helm && mv $(abspath $@).tmp.$$$$ $(abspath $@)
 	@find $(KUBENODE_CACHE)/helm -mindepth 1 -maxdepth 1 -type d ! -name $(HELM_KEY) -exec rm -rf {} +
 
 print-helm-bin: ## print the path of the cached helm command
