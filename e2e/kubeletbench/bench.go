@@ -1,0 +1,309 @@
+// Package kubeletbench measures the kubelet the way an operator meets it: bin/kubelet as a
+// process on real containerd + runc + CNI (e2e/nodeenv) and the local control plane
+// (e2e/cluster), with images from e2e/images. One Run measures pod start latency for a burst of
+// pods created already bound to the node, the same burst issued straight over CRI (the floor the
+// kubelet cannot beat), and the kubelet's memory and CPU when idle with no pods and with many.
+package kubeletbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	criclient "k8s.io/cri-client/pkg"
+
+	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/nodeenv"
+)
+
+// Options configure Run.
+type Options struct {
+	// KubeletBin is bin/kubelet. Required.
+	KubeletBin string
+	// ControlPlaneBin is the kube-controlplane program. Required.
+	ControlPlaneBin string
+	// ImageCacheDir holds the built test images. Required.
+	ImageCacheDir string
+	// Pods is the size of the start-up burst; default 30.
+	Pods int
+	// IdlePods is the pod count of the second idle measurement; default 100. At least Pods.
+	IdlePods int
+	// Window is each idle measurement's length; default 60 s, one full default syncFrequency, so
+	// periodic pod syncs are counted once whatever their phase.
+	Window time.Duration
+	// Settle is the wait before each idle window, so start-up work is not counted; default 15 s.
+	Settle time.Duration
+	Log    *zap.Logger
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.KubeletBin == "" {
+		errs = append(errs, errors.New("kubelet binary: not set"))
+	}
+	if o.ControlPlaneBin == "" {
+		errs = append(errs, errors.New("control plane binary: not set (make controlplane builds it)"))
+	}
+	if o.ImageCacheDir == "" {
+		errs = append(errs, errors.New("image cache dir: not set"))
+	}
+	if o.Pods == 0 {
+		o.Pods = 30
+	}
+	if o.IdlePods == 0 {
+		o.IdlePods = 100
+	}
+	if o.Window == 0 {
+		o.Window = 60 * time.Second
+	}
+	if o.Settle == 0 {
+		o.Settle = 15 * time.Second
+	}
+	if o.Pods < 1 {
+		errs = append(errs, fmt.Errorf("pods: %d, must be at least 1", o.Pods))
+	}
+	if o.IdlePods < o.Pods {
+		errs = append(errs, fmt.Errorf("idle pods: %d, must be at least pods (%d)", o.IdlePods, o.Pods))
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return errors.Join(errs...)
+}
+
+const (
+	benchNamespace = "kubelet-bench"
+	startTimeout   = 3 * time.Minute
+)
+
+// Run brings a node up, measures, and removes everything it made, also on failure.
+func Run(ctx context.Context, o Options) (res Results, err error) {
+	if err := o.validate(); err != nil {
+		return res, err
+	}
+	log := o.Log
+	res.Machine = ReadMachine()
+	res.Pods = o.Pods
+
+	log.Info("starting registry, containerd and the control plane")
+	n, err := startNode(ctx, o, log)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		log.Info("tearing down")
+		if cerr := n.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
+		}
+	}()
+
+	rs, err := nodeenv.Dial(ctx, n.env.Endpoint(), time.Minute)
+	if err != nil {
+		return res, err
+	}
+	defer rs.Close(context.Background())
+	v, err := rs.Version(ctx, "v1")
+	if err != nil {
+		return res, fmt.Errorf("CRI Version: %w", err)
+	}
+	res.Runtime = v.GetRuntimeName() + " " + v.GetRuntimeVersion()
+	// "Image present" for both halves: pull the one image (sandbox and container) up front.
+	is, err := criclient.NewRemoteImageServiceBuilder().WithEndpoint(n.env.Endpoint()).WithConnectionTimeout(time.Minute).WithTracerProvider(nil).Build(ctx)
+	if err != nil {
+		return res, fmt.Errorf("CRI image service: %w", err)
+	}
+	if _, err := is.PullImage(ctx, &runtimeapi.ImageSpec{Image: images.Pause}, nil, nil); err != nil {
+		return res, fmt.Errorf("pull %s: %w", images.Pause, err)
+	}
+
+	// The floor first, before the kubelet runs: no kubelet relist sees these foreign pods, and
+	// nothing but the control plane competes with them, as nothing but it competes with the
+	// kubelet's burst below.
+	log.Info("CRI floor", zap.Int("pods", o.Pods))
+	if res.CRIFloor, err = criFloor(ctx, rs, o.Pods, images.Pause, n.cgroupRoot, n.stateDir+"/cri-floor-logs"); err != nil {
+		return res, err
+	}
+
+	if err := n.namespace(ctx, benchNamespace); err != nil {
+		return res, err
+	}
+	log.Info("starting the kubelet", zap.String("node", n.name))
+	if err := n.startKubelet(o.KubeletBin, o.IdlePods+10); err != nil {
+		return res, err
+	}
+	if err := n.waitNodeReady(ctx, 2*time.Minute); err != nil {
+		return res, err
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w, err := watchPods(wctx, n.admin, benchNamespace)
+	if err != nil {
+		return res, err
+	}
+	pid := n.kubelet.Process.Pid
+
+	log.Info("idle, no pods", zap.Duration("settle", o.Settle), zap.Duration("window", o.Window))
+	if err := sleep(ctx, o.Settle); err != nil {
+		return res, err
+	}
+	u, err := measureIdle(ctx, pid, 0, o.Window, n.kubeletAlive)
+	if err != nil {
+		return res, err
+	}
+	res.Idle = append(res.Idle, u)
+
+	log.Info("pod start burst", zap.Int("pods", o.Pods))
+	burst := make([]*v1.Pod, o.Pods)
+	for i := range burst {
+		burst[i] = benchPod(benchNamespace, fmt.Sprintf("start-%02d", i), n.name, images.Pause)
+	}
+	made, err := createPods(ctx, n.admin, burst, 0)
+	if err != nil {
+		return res, err
+	}
+	readyAt, err := waitReady(ctx, w, made, startTimeout, n.kubeletAlive)
+	if err != nil {
+		return res, err
+	}
+	runAt, err := runningAt(ctx, rs, made, 1)
+	if err != nil {
+		return res, err
+	}
+	res.BoundToReady = latencies(made, readyAt)
+	res.BoundToRunning = latencies(made, runAt)
+
+	more := o.IdlePods - o.Pods
+	log.Info("filling the node", zap.Int("pods", more))
+	fill := make([]*v1.Pod, more)
+	for i := range fill {
+		fill[i] = benchPod(benchNamespace, fmt.Sprintf("idle-%03d", i), n.name, images.Pause)
+	}
+	filled, err := createPods(ctx, n.admin, fill, 20)
+	if err != nil {
+		return res, err
+	}
+	if _, err := waitReady(ctx, w, filled, startTimeout, n.kubeletAlive); err != nil {
+		return res, err
+	}
+	log.Info("idle with pods", zap.Int("pods", o.IdlePods), zap.Duration("settle", o.Settle), zap.Duration("window", o.Window))
+	if err := sleep(ctx, o.Settle); err != nil {
+		return res, err
+	}
+	_, restartsBefore := w.count()
+	u, err = measureIdle(ctx, pid, o.IdlePods, o.Window, n.kubeletAlive)
+	if err != nil {
+		return res, err
+	}
+	res.Idle = append(res.Idle, u)
+	if _, notReady := w.ready(uidsOf(append(made, filled...))); len(notReady) > 0 {
+		// Churn would be counted as idle cost: say so rather than print a misleading figure.
+		return res, fmt.Errorf("%d pods not Ready after the idle window: %s", len(notReady), w.describe(notReady))
+	}
+	if _, restarts := w.count(); restarts != restartsBefore {
+		log.Warn("containers restarted during the idle window", zap.Int("restarts", restarts-restartsBefore))
+	}
+
+	log.Info("deleting the pods")
+	t0 := time.Now()
+	if err := n.deletePods(ctx, w, benchNamespace, 3*time.Minute); err != nil {
+		return res, err
+	}
+	log.Info("pods deleted", zap.Int("pods", o.IdlePods), zap.Duration("took", time.Since(t0)))
+	return res, nil
+}
+
+func uidsOf(pods []created) []types.UID {
+	out := make([]types.UID, len(pods))
+	for i, p := range pods {
+		out[i] = p.uid
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// namespace creates ns and waits for what every pod in it needs: the default service account
+// and the kube-root-ca.crt ConfigMap its token volume reads.
+func (n *node) namespace(ctx context.Context, ns string) error {
+	if _, err := n.admin.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	return poll(ctx, time.Minute, "service account and root CA of namespace "+ns, func() error {
+		if _, err := n.admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		_, err := n.admin.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err
+	})
+}
+
+func (n *node) waitNodeReady(ctx context.Context, timeout time.Duration) error {
+	return poll(ctx, timeout, "node "+n.name+" Ready", func() error {
+		if err := n.kubeletAlive(); err != nil {
+			return backoffStop{err}
+		}
+		nd, err := n.admin.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range nd.Status.Conditions {
+			if c.Type == v1.NodeReady && c.Status == v1.ConditionTrue {
+				return nil
+			}
+		}
+		return errors.New("not Ready")
+	})
+}
+
+// deletePods deletes every pod of ns and waits until the kubelet has confirmed each deletion
+// (the API objects are gone once it reports the pods' containers stopped).
+func (n *node) deletePods(ctx context.Context, w *readyWatch, ns string, timeout time.Duration) error {
+	if err := n.admin.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("delete pods in %s: %w", ns, err)
+	}
+	return poll(ctx, timeout, "pods of "+ns+" deleted", func() error {
+		if err := n.kubeletAlive(); err != nil {
+			return backoffStop{err}
+		}
+		if left, _ := w.count(); left > 0 {
+			return fmt.Errorf("%d pods left", left)
+		}
+		return nil
+	})
+}
+
+// backoffStop ends a poll at once.
+type backoffStop struct{ error }
+
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			return fmt.Errorf("%s: %w", what, stop.error)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s: %w", what, timeout, err)
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}

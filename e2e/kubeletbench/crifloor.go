@@ -1,0 +1,154 @@
+package kubeletbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// floorPod is the shape of one CRI-floor pod: what the kubelet would ask of the runtime for a
+// one-container best-effort pod, without anything the kubelet adds on top (volumes, API, status).
+type floorPod struct {
+	name, uid    string
+	cgroupParent string
+	logDir       string
+	image        string
+}
+
+func (p floorPod) sandboxConfig() *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: p.name, Namespace: "kubelet-bench-floor", Uid: p.uid},
+		Hostname:     p.name,
+		LogDirectory: p.logDir,
+		DnsConfig: &runtimeapi.DNSConfig{
+			Servers:  []string{"10.96.0.10"},
+			Searches: []string{"kubelet-bench-floor.svc.cluster.local", "svc.cluster.local", "cluster.local"},
+			Options:  []string{"ndots:5"},
+		},
+		Labels: map[string]string{"kubenode.io/bench": "cri-floor"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: p.cgroupParent,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
+			},
+		},
+	}
+}
+
+func (p floorPod) containerConfig() *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "pause"},
+		Image:    &runtimeapi.ImageSpec{Image: p.image, UserSpecifiedImage: p.image},
+		LogPath:  filepath.Join("pause", "0.log"),
+		Labels:   map[string]string{"kubenode.io/bench": "cri-floor"},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			// A best-effort container's resources, as the kubelet sets them.
+			Resources: &runtimeapi.LinuxContainerResources{CpuShares: 2, CpuPeriod: 100000},
+		},
+	}
+}
+
+// criFloor starts n one-container pods straight over CRI, all at once, and returns per pod the
+// time from just before its RunPodSandbox to its container's StartedAt (the runtime's clock,
+// which is this machine's). The pods are removed before it returns.
+func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, cgroupRoot, logRoot string) ([]time.Duration, error) {
+	pods := make([]floorPod, n)
+	for i := range pods {
+		uid, err := randomHex(16)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("floor-%02d", i)
+		pods[i] = floorPod{name: name, uid: uid, cgroupParent: cgroupRoot + "/cri-floor/pod" + uid, logDir: filepath.Join(logRoot, name+"_"+uid), image: image}
+	}
+	type result struct {
+		sandbox string
+		d       time.Duration
+		err     error
+	}
+	results := make([]result, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, p := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			sc := p.sandboxConfig()
+			id, err := rs.RunPodSandbox(ctx, sc, "")
+			if err != nil {
+				results[i].err = fmt.Errorf("RunPodSandbox %s: %w", p.name, err)
+				return
+			}
+			results[i].sandbox = id
+			cid, err := rs.CreateContainer(ctx, id, p.containerConfig(), sc)
+			if err != nil {
+				results[i].err = fmt.Errorf("CreateContainer in %s: %w", p.name, err)
+				return
+			}
+			if err := rs.StartContainer(ctx, cid); err != nil {
+				results[i].err = fmt.Errorf("StartContainer in %s: %w", p.name, err)
+				return
+			}
+			st, err := rs.ContainerStatus(ctx, cid, false)
+			if err != nil {
+				results[i].err = fmt.Errorf("ContainerStatus in %s: %w", p.name, err)
+				return
+			}
+			results[i].d = time.Unix(0, st.GetStatus().GetStartedAt()).Sub(t0)
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	var out []time.Duration
+	var errs, sandboxes []string
+	var firstErr error
+	for _, r := range results {
+		if r.sandbox != "" {
+			sandboxes = append(sandboxes, r.sandbox)
+		}
+		if r.err != nil {
+			if firstErr == nil {
+				firstErr = r.err
+			}
+			errs = append(errs, r.err.Error())
+			continue
+		}
+		out = append(out, r.d)
+	}
+	rmErr := removeSandboxes(ctx, rs, sandboxes)
+	if firstErr != nil {
+		return nil, errors.Join(fmt.Errorf("CRI floor: %d of %d pods failed, first: %w", len(errs), n, firstErr), rmErr)
+	}
+	return out, rmErr
+}
+
+// removeSandboxes stops and removes the sandboxes concurrently (StopPodSandbox takes a few
+// hundred ms each here).
+func removeSandboxes(ctx context.Context, rs internalapi.RuntimeService, ids []string) error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rs.StopPodSandbox(ctx, id); err != nil {
+				errs[i] = fmt.Errorf("StopPodSandbox %s: %w", id, err)
+				return
+			}
+			if err := rs.RemovePodSandbox(ctx, id); err != nil {
+				errs[i] = fmt.Errorf("RemovePodSandbox %s: %w", id, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,111 @@
+package kubeletbench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Results is everything one run measured.
+type Results struct {
+	Machine Machine
+	// Runtime is the container runtime's name and version, as CRI reports them.
+	Runtime string
+	// Pods is the size of the start-up burst.
+	Pods int
+	// BoundToRunning and BoundToReady hold one sample per pod of the burst through the kubelet:
+	// from the pod's creation (it is created already bound) to its last container's CRI
+	// StartedAt, and to the Ready condition first seen true through a watch.
+	BoundToRunning []time.Duration
+	BoundToReady   []time.Duration
+	// CRIFloor holds one sample per pod of the same burst issued straight over CRI: from just
+	// before RunPodSandbox to the container's StartedAt.
+	CRIFloor []time.Duration
+	// Idle holds the kubelet's resource use with no pods and with the idle pods running.
+	Idle []Usage
+}
+
+// Usage is the kubelet's resource use over an idle window.
+type Usage struct {
+	Pods int
+	// RSSBytes is the highest VmRSS sampled in the window.
+	RSSBytes int64
+	// Cores is (utime+stime) over the window divided by its wall time.
+	Cores  float64
+	Window time.Duration
+}
+
+// Targets are the figures the kubelet is held to.
+type Targets struct {
+	// P99BoundToRunning bounds the burst's p99 bound -> running.
+	P99BoundToRunning time.Duration
+	// P50OverFloor bounds the kubelet's p50 bound -> running minus the CRI floor's p50.
+	P50OverFloor time.Duration
+	// IdlePods is the pod count at which RSS and CPU are held to MaxRSSBytes and MaxCores.
+	IdlePods    int
+	MaxRSSBytes int64
+	MaxCores    float64
+}
+
+// DefaultTargets are the project's targets for a 30-pod burst and 100 idle pods.
+func DefaultTargets() Targets {
+	return Targets{
+		P99BoundToRunning: 1500 * time.Millisecond,
+		P50OverFloor:      150 * time.Millisecond,
+		IdlePods:          100,
+		MaxRSSBytes:       80 << 20,
+		MaxCores:          0.05,
+	}
+}
+
+// Overhead is what the kubelet adds over the CRI floor at p50.
+func (r Results) Overhead() time.Duration {
+	return Percentile(r.BoundToRunning, 50) - Percentile(r.CRIFloor, 50)
+}
+
+// Markdown renders the results as a markdown table with a pass/miss column for each target.
+func (r Results) Markdown(t Targets) string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "Machine: %d x %s, kernel %s, load average at start %s; runtime %s.\n\n", m.CPUs, m.Model, m.Kernel, m.LoadAvg, r.Runtime)
+	b.WriteString("| measure | value | target | result |\n")
+	b.WriteString("| --- | ---: | --- | --- |\n")
+	row := func(what, value, target, result string) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", what, value, target, result)
+	}
+	n := r.Pods
+	row(fmt.Sprintf("pod start, %d at once: bound -> running, p50", n), ms(Percentile(r.BoundToRunning, 50)), "", "")
+	p99 := Percentile(r.BoundToRunning, 99)
+	row(fmt.Sprintf("pod start, %d at once: bound -> running, p99", n), ms(p99), "<= "+ms(t.P99BoundToRunning), verdict(len(r.BoundToRunning) > 0 && p99 <= t.P99BoundToRunning))
+	row(fmt.Sprintf("pod start, %d at once: bound -> Ready (watch), p50", n), ms(Percentile(r.BoundToReady, 50)), "", "")
+	row(fmt.Sprintf("pod start, %d at once: bound -> Ready (watch), p99", n), ms(Percentile(r.BoundToReady, 99)), "", "")
+	row(fmt.Sprintf("CRI floor, %d at once: RunPodSandbox -> running, p50", n), ms(Percentile(r.CRIFloor, 50)), "", "")
+	row(fmt.Sprintf("CRI floor, %d at once: RunPodSandbox -> running, p99", n), ms(Percentile(r.CRIFloor, 99)), "", "")
+	over := r.Overhead()
+	row("kubelet over the CRI floor, p50", ms(over), "<= "+ms(t.P50OverFloor), verdict(len(r.BoundToRunning) > 0 && len(r.CRIFloor) > 0 && over <= t.P50OverFloor))
+	for _, u := range r.Idle {
+		rssTarget, cpuTarget, rssResult, cpuResult := "", "", "", ""
+		if u.Pods == t.IdlePods {
+			rssTarget, rssResult = "<= "+mib(t.MaxRSSBytes), verdict(u.RSSBytes <= t.MaxRSSBytes)
+			cpuTarget, cpuResult = fmt.Sprintf("< %.3f core", t.MaxCores), verdict(u.Cores < t.MaxCores)
+		}
+		row(fmt.Sprintf("kubelet RSS (max VmRSS), %d running pods", u.Pods), mib(u.RSSBytes), rssTarget, rssResult)
+		row(fmt.Sprintf("kubelet CPU (average over %s), %d running pods", u.Window.Round(time.Second), u.Pods), fmt.Sprintf("%.3f core", u.Cores), cpuTarget, cpuResult)
+	}
+	return b.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "**miss**"
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%d ms", d.Round(time.Millisecond).Milliseconds())
+}
+
+func mib(b int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
