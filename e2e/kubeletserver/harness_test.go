@@ -179,6 +179,7 @@ func startNode(t *testing.T) *node {
 		"cgroupRoot":                cgroupRoot,
 		"nodeStatusUpdateFrequency": "2s",
 		"failSwapOn":                false,
+		"crashLoopBackOff":          map[string]any{"initialContainerRestartPeriod": "1s", "maxContainerRestartPeriod": "2s"},
 		"authentication": map[string]any{
 			"x509":    map[string]any{"clientCAFile": c.CACertFile()},
 			"webhook": map[string]any{"enabled": true, "cacheTTL": "10s"},
@@ -266,15 +267,18 @@ func (n *node) namespace(t *testing.T, name string) string {
 // runPod creates a busybox pod bound to the node and waits until it runs.
 func (n *node) runPod(t *testing.T, ns, name, script string) *v1.Pod {
 	t.Helper()
+	return n.runSpec(t, ns, name, v1.PodSpec{
+		Containers: []v1.Container{{Name: "main", Image: images.Busybox, ImagePullPolicy: v1.PullIfNotPresent, Command: []string{"sh", "-c", script}}},
+	})
+}
+
+// runSpec creates a pod bound to the node and waits until it runs.
+func (n *node) runSpec(t *testing.T, ns, name string, spec v1.PodSpec) *v1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	grace := int64(2)
-	p := &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: v1.PodSpec{
-			NodeName: n.name, TerminationGracePeriodSeconds: &grace,
-			Containers: []v1.Container{{Name: "main", Image: images.Busybox, ImagePullPolicy: v1.PullIfNotPresent, Command: []string{"sh", "-c", script}}},
-		},
-	}
+	spec.NodeName, spec.TerminationGracePeriodSeconds = n.name, &grace
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
 	if _, err := n.admin.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

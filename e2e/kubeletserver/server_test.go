@@ -22,7 +22,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+
+	"github.com/kubenode/kubenode/e2e/images"
 
 	authnv1 "k8s.io/api/authentication/v1"
 )
@@ -131,6 +135,82 @@ func TestThroughTheAPIServer(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "3") {
 			t.Fatalf("err = %v, want exit code 3", err)
 		}
+	})
+}
+
+func TestPortForwardAndPreviousLogs(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	ns := n.namespace(t, "pf")
+
+	t.Run("pods/portforward reaches the pod's port", func(t *testing.T) {
+		n.runSpec(t, ns, "echo", v1.PodSpec{Containers: []v1.Container{{Name: "echo", Image: images.Echo, ImagePullPolicy: v1.PullIfNotPresent}}})
+		rt, upgrader, err := spdy.RoundTripperFor(n.adminCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("echo").SubResource("portforward").URL()
+		dialer := spdy.NewDialer(upgrader, &http.Client{Transport: rt}, "POST", u)
+		stop, ready := make(chan struct{}), make(chan struct{})
+		var errOut bytes.Buffer
+		fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, io.Discard, &errOut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- fw.ForwardPorts() }()
+		defer func() { close(stop); <-done }()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("port-forward: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("port-forward not ready")
+		}
+		ports, err := fw.GetPorts()
+		if err != nil || len(ports) != 1 {
+			t.Fatalf("ports %v: %v", ports, err)
+		}
+		var body string
+		eventually(t, 20*time.Second, "GET through the forwarded port", func() error {
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
+			if err != nil {
+				return fmt.Errorf("%v (%s)", err, errOut.String())
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = strings.TrimSpace(string(b))
+			if body != "echo" {
+				return fmt.Errorf("answer %q, want the pod's hostname", body)
+			}
+			return nil
+		})
+	})
+
+	t.Run("previous=true returns the last run's log", func(t *testing.T) {
+		// Each run counts itself in an emptyDir, prints its number and fails after a second.
+		script := "n=$(cat /d/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /d/n; echo run-$n; sleep 1; exit 1"
+		n.runSpec(t, ns, "crasher", v1.PodSpec{
+			Volumes: []v1.Volume{{Name: "d", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}},
+			Containers: []v1.Container{{Name: "main", Image: images.Busybox, ImagePullPolicy: v1.PullIfNotPresent, Command: []string{"sh", "-c", script},
+				VolumeMounts: []v1.VolumeMount{{Name: "d", MountPath: "/d"}}}},
+		})
+		eventually(t, 60*time.Second, "previous log is the run before the current one", func() error {
+			cur, err := n.admin.CoreV1().Pods(ns).GetLogs("crasher", &v1.PodLogOptions{Container: "main"}).DoRaw(ctx)
+			if err != nil {
+				return fmt.Errorf("current: %w", err)
+			}
+			prev, err := n.admin.CoreV1().Pods(ns).GetLogs("crasher", &v1.PodLogOptions{Container: "main", Previous: true}).DoRaw(ctx)
+			if err != nil {
+				return fmt.Errorf("previous: %w", err)
+			}
+			c, _ := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(string(cur)), "run-"))
+			p, _ := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(string(prev)), "run-"))
+			if p < 1 || c != p+1 {
+				return fmt.Errorf("current %q, previous %q", cur, prev)
+			}
+			return nil
+		})
 	})
 }
 
