@@ -90,7 +90,9 @@ type Cluster struct {
 	logFile *os.File
 }
 
-// Start runs kube-controlplane and returns once it reports ready.
+// Start runs kube-controlplane and returns once it reports ready. ctx
+// bounds only that wait; the program runs until Stop or KillAll. On a
+// failed start it is stopped again and the error points at its log.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Binary == "" {
 		o.Binary = os.Getenv(BinaryEnv)
