@@ -21,6 +21,10 @@ type Results struct {
 	// CRIFloor holds one sample per pod of the same burst issued straight over CRI: from just
 	// before RunPodSandbox to the container's StartedAt.
 	CRIFloor []time.Duration
+	// CRISingle is one pod alone over CRI, after a warm-up pod: the floor without contention.
+	CRISingle time.Duration
+	// LoadAvgEnd is the machine's load average when the measurements ended.
+	LoadAvgEnd string
 	// Idle holds the kubelet's resource use with no pods and with the idle pods running.
 	Idle []Usage
 }
@@ -67,7 +71,11 @@ func (r Results) Overhead() time.Duration {
 func (r Results) Markdown(t Targets) string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %d x %s, kernel %s, load average at start %s; runtime %s.\n\n", m.CPUs, m.Model, m.Kernel, m.LoadAvg, r.Runtime)
+	fmt.Fprintf(&b, "Machine: %d x %s, kernel %s, load average at start %s", m.CPUs, m.Model, m.Kernel, m.LoadAvg)
+	if r.LoadAvgEnd != "" {
+		fmt.Fprintf(&b, " (at end %s)", r.LoadAvgEnd)
+	}
+	fmt.Fprintf(&b, "; runtime %s.\n\n", r.Runtime)
 	b.WriteString("| measure | value | target | result |\n")
 	b.WriteString("| --- | ---: | --- | --- |\n")
 	row := func(what, value, target, result string) {
@@ -81,6 +89,9 @@ func (r Results) Markdown(t Targets) string {
 	row(fmt.Sprintf("pod start, %d at once: bound -> Ready (watch), p99", n), ms(Percentile(r.BoundToReady, 99)), "", "")
 	row(fmt.Sprintf("CRI floor, %d at once: RunPodSandbox -> running, p50", n), ms(Percentile(r.CRIFloor, 50)), "", "")
 	row(fmt.Sprintf("CRI floor, %d at once: RunPodSandbox -> running, p99", n), ms(Percentile(r.CRIFloor, 99)), "", "")
+	if r.CRISingle > 0 {
+		row("CRI floor, 1 pod alone: RunPodSandbox -> running", ms(r.CRISingle), "", "")
+	}
 	over := r.Overhead()
 	row("kubelet over the CRI floor, p50", ms(over), "<= "+ms(t.P50OverFloor), verdict(len(r.BoundToRunning) > 0 && len(r.CRIFloor) > 0 && over <= t.P50OverFloor))
 	for _, u := range r.Idle {
