@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -16,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"go.uber.org/zap"
 )
 
@@ -45,7 +46,8 @@ type AgentOptions struct {
 	CacheDir string
 	// KubeletBinary and KubeProxyBinary are the static binaries (bin/kubelet, bin/kube-proxy).
 	KubeletBinary, KubeProxyBinary string
-	// KubeletVersion and KubeProxyVersion are the image tags (the binaries' version stamps).
+	// KubeletVersion and KubeProxyVersion are the image tags; empty means the version the binary
+	// reports (`--version`), so tag and binary cannot disagree.
 	KubeletVersion, KubeProxyVersion string
 	// BusyboxPath is the static busybox the kubelet image carries for its installer; empty means
 	// /bin/busybox (Debian's busybox-static).
@@ -56,8 +58,8 @@ type AgentOptions struct {
 // AgentImage is one built component image and the tarball it is stored in.
 type AgentImage struct {
 	Image
-	// Path is the cached tarball (docker-archive layout holding an OCI-media-type image, which
-	// `ctr images import`, `docker load` and tarball.ImageFromPath read).
+	// Path is the cached tarball, in `docker save` layout, which `ctr images import`,
+	// `docker load` and tarball.ImageFromPath read.
 	Path string
 }
 
@@ -70,8 +72,16 @@ func BuildAgents(o AgentOptions) ([]AgentImage, error) {
 	if o.KubeletBinary == "" || o.KubeProxyBinary == "" {
 		return nil, fmt.Errorf("images: AgentOptions.KubeletBinary and KubeProxyBinary are required")
 	}
-	if o.KubeletVersion == "" || o.KubeProxyVersion == "" {
-		return nil, fmt.Errorf("images: AgentOptions.KubeletVersion and KubeProxyVersion are required")
+	var err error
+	if o.KubeletVersion == "" {
+		if o.KubeletVersion, err = BinaryVersion(o.KubeletBinary); err != nil {
+			return nil, err
+		}
+	}
+	if o.KubeProxyVersion == "" {
+		if o.KubeProxyVersion, err = BinaryVersion(o.KubeProxyBinary); err != nil {
+			return nil, err
+		}
 	}
 	if o.BusyboxPath == "" {
 		o.BusyboxPath = "/bin/busybox"
@@ -95,6 +105,20 @@ func BuildAgents(o AgentOptions) ([]AgentImage, error) {
 		return nil, err
 	}
 	return []AgentImage{kubelet, proxy}, nil
+}
+
+// BinaryVersion runs `binary --version` and returns the version it reports: the second word of
+// "<name> <version> (commit ..., built ...)".
+func BinaryVersion(binary string) (string, error) {
+	out, err := exec.Command(binary, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("images: %s --version: %w", binary, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 || !strings.HasPrefix(f[1], "v") {
+		return "", fmt.Errorf("images: %s --version printed %q, not \"<name> v<version> ...\"", binary, out)
+	}
+	return f[1], nil
 }
 
 // agentImage builds one component image: the binary at path, plus busybox with the installer's
@@ -136,7 +160,7 @@ func agentImage(o AgentOptions, imgName, binary, ref, path string, busybox []byt
 			l.symlink("/bin/"+a, "busybox")
 		}
 	}
-	img, err := assembleOCI(&l, v1.Config{
+	img, err := assembleAgent(&l, v1.Config{
 		Entrypoint: []string{path},
 		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
 		Labels: map[string]string{
@@ -171,9 +195,9 @@ func agentImage(o AgentOptions, imgName, binary, ref, path string, busybox []byt
 	return AgentImage{Image: Image{Refs: []string{ref}, Image: img}, Path: file}, nil
 }
 
-// assembleOCI is assemble with OCI media types for the manifest, config and layer. It takes a
-// pointer: closing the tar writer must finish the buffer that the layer then reads.
-func assembleOCI(l *layerBuilder, cfg v1.Config) (v1.Image, error) {
+// assembleAgent is assemble taking a pointer: closing the tar writer must finish the buffer
+// that the layer then reads.
+func assembleAgent(l *layerBuilder, cfg v1.Config) (v1.Image, error) {
 	if l.err == nil && l.tw != nil {
 		l.err = l.tw.Close()
 	}
@@ -183,13 +207,11 @@ func assembleOCI(l *layerBuilder, cfg v1.Config) (v1.Image, error) {
 	data := l.buf.Bytes()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	})
 	if err != nil {
 		return nil, err
 	}
-	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(base, layer)
+	img, err := mutate.AppendLayers(empty.Image, layer)
 	if err != nil {
 		return nil, err
 	}
