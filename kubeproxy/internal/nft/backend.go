@@ -191,6 +191,9 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	t := &tx{ensure: true}
 	r.add(desiredPair{new: static, rewrite: true}, t)
 
+	// The model vouches for chain contents only if the plan-wide facts
+	// they were built from are the same (cluster CIDRs appear in chains).
+	trusted := b.trusted && b.facts.equal(factsOf(p))
 	entries := make(map[plan.ServicePortName]*svcEntry, len(p.Services))
 	size := 0
 	flush := func() error {
@@ -207,7 +210,7 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 		var prevIDs *svcIDs
 		if e := b.services[name]; e != nil {
 			prevIDs = e.ids
-			if b.trusted {
+			if trusted {
 				o, _ := serviceObjects(b.f, p, e.svc, e.ids, &idAlloc{})
 				old = &o
 			}

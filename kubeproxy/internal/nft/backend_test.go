@@ -565,3 +565,16 @@ func TestServiceChangesShape(t *testing.T) {
 		t.Fatalf("after the round trip:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestClusterCIDRChangeRewritesServiceChains(t *testing.T) {
+	w := newFakeWorld(t)
+	s := fsvc("a", "10.96.0.1", 80)
+	s.ExternalIPs, s.ExternalPolicyLocal = []netip.Addr{netip.MustParseAddr("203.0.113.1")}, true
+	w.set(s, fep("10.244.1.1", true), fep("10.244.2.1", false))
+	w.mustSync()
+	// Pods of a new pod network short-circuit to every endpoint once the
+	// cluster CIDRs include it.
+	w.cfg.ClusterCIDRs = append(w.cfg.ClusterCIDRs, netip.MustParsePrefix("10.250.0.0/16"))
+	w.mustSync(s.Name)
+	wantEven(t, spreadClients(newWalker(w.k), "10.250.0.", "203.0.113.1", 80), 2000, "10.244.1.1", "10.244.2.1")
+}
