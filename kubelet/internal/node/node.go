@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // Health reports the kubelet's own readiness: nil when ready, else why not.
@@ -144,8 +145,11 @@ func (c *Controller) Register(ctx context.Context) error {
 	case err == nil:
 		c.nodeUID = created.UID
 		c.log.Info("node registered", zap.String("node", c.cfg.Name))
-		// Create ignores status: post it.
-		return c.postStatus(ctx, created, n.Status)
+		// Create ignores status: post it (controllers may have changed the node meanwhile).
+		if err := c.postStatus(ctx, created, n.Status); err == nil || !apierrors.IsConflict(err) {
+			return err
+		}
+		return c.SyncStatus(ctx)
 	case apierrors.IsAlreadyExists(err):
 		existing, err := c.client.CoreV1().Nodes().Get(ctx, c.cfg.Name, metav1.GetOptions{})
 		if err != nil {
@@ -241,18 +245,21 @@ func sameIgnoringHeartbeat(a, b *v1.NodeStatus) bool {
 		ca.NodeInfo == cb.NodeInfo
 }
 
-// SyncStatus posts the node status when it changed or the report period passed.
+// SyncStatus posts the node status when it changed or the report period passed, retrying
+// when another writer changed the node in between.
 func (c *Controller) SyncStatus(ctx context.Context) error {
-	n, err := c.client.CoreV1().Nodes().Get(ctx, c.cfg.Name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("get node %s: %w", c.cfg.Name, err)
-	}
-	c.nodeUID = n.UID
-	st := c.status(ctx, &n.Status)
-	if sameIgnoringHeartbeat(c.lastPosted, &st) && c.now().Sub(c.lastPostTime) < c.cfg.ReportFrequency {
-		return nil
-	}
-	return c.postStatus(ctx, n, st)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.client.CoreV1().Nodes().Get(ctx, c.cfg.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get node %s: %w", c.cfg.Name, err)
+		}
+		c.nodeUID = n.UID
+		st := c.status(ctx, &n.Status)
+		if sameIgnoringHeartbeat(c.lastPosted, &st) && c.now().Sub(c.lastPostTime) < c.cfg.ReportFrequency {
+			return nil
+		}
+		return c.postStatus(ctx, n, st)
+	})
 }
 
 func (c *Controller) postStatus(ctx context.Context, n *v1.Node, st v1.NodeStatus) error {
@@ -263,6 +270,7 @@ func (c *Controller) postStatus(ctx context.Context, n *v1.Node, st v1.NodeStatu
 	n.Status.Images = images
 	n.Status.VolumesInUse = volumes
 	if _, err := c.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		// %w keeps the API error for RetryOnConflict.
 		return fmt.Errorf("update status of node %s: %w", c.cfg.Name, err)
 	}
 	c.lastPosted = &st
