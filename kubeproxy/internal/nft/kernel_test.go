@@ -378,3 +378,25 @@ func TestKernelNodePortsOnEveryLocalAddress(t *testing.T) {
 		t.Fatalf("dial 127.0.0.1:30090: %v, want connection refused (not translated)", err)
 	}
 }
+
+func TestKernelUDPService(t *testing.T) {
+	w := newWorld(t)
+	dns := svcPort("dns", "10.96.0.53", 53)
+	dns.Name.Protocol = plan.UDP
+	eps := []plan.Endpoint{ep(0, true), ep(1, true), ep(2, true)}
+	for i := range eps {
+		eps[i].Port = 8053
+	}
+	w.set(dns, eps...)
+	w.sync()
+	got := map[string]int{}
+	const n = 90
+	for range n {
+		name, err := udpAsk(w.tp.podc, "10.96.0.53:53")
+		if err != nil {
+			name = "error: " + err.Error()
+		}
+		got[name]++
+	}
+	assertSpread(t, got, n, "pod1", "pod2", "pod3")
+}

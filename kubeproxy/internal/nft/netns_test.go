@@ -315,6 +315,7 @@ func newTopo(t *testing.T) *topo {
 		addPodIPv6(t, ns, podIP6(i))
 		serve(t, ns, podIP(i)+":8080", fmt.Sprintf("pod%d", i+1))
 		serve(t, ns, "["+podIP6(i)+"]:8080", fmt.Sprintf("pod%d", i+1))
+		serveUDP(t, ns, podIP(i)+":8053", fmt.Sprintf("pod%d", i+1))
 	}
 	attach(vethInto(t, nh, "kvethc", tp.podc, "10.244.0.100/24"))
 	defaultRoute(t, tp.podc, "10.244.0.1")
@@ -348,4 +349,54 @@ func addPodIPv6(t testing.TB, ns netns.NsHandle, ip string) {
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("fd00:244::1"), Family: unix.AF_INET6}); err != nil {
 		t.Fatalf("IPv6 default route: %v", err)
 	}
+}
+
+// serveUDP answers every datagram on addr in ns with its name.
+func serveUDP(t testing.TB, ns netns.NsHandle, addr, name string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := inNS(ns, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp %s in %s: %v", addr, name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(name), from)
+		}
+	}()
+	t.Cleanup(func() { _ = pc.Close(); <-done })
+}
+
+// udpAsk sends one datagram from a fresh socket in ns (a new conntrack
+// flow, so a new endpoint pick) and returns the answer.
+func udpAsk(ns netns.NsHandle, addr string) (string, error) {
+	var conn net.Conn
+	if err := inNS(ns, func() error {
+		var err error
+		conn, err = net.Dial("udp", addr)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("who")); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
