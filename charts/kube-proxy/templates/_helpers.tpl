@@ -17,7 +17,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "kube-proxy.labels" -}}
 {{ include "kube-proxy.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "kube-proxy.tag" . | quote }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: kube-proxy
 app.kubernetes.io/part-of: kubenode
 app.kubernetes.io/managed-by: {{ .Release.Service }}
