@@ -264,7 +264,11 @@ func (e *executor) killPod(ctx context.Context, grace int64) error {
 			spec, _ := runtime.FindContainer(e.pod, c.Name)
 			g := grace
 			if g < 0 {
-				g = 30
+				// The pod is gone: use the grace it had when the container was made.
+				g = e.rs.Details[c.ID].Grace
+				if g < 0 {
+					g = 30
+				}
 			}
 			e.event(v1.EventTypeNormal, "Killing", "Stopping container "+c.Name)
 			if err := e.stopContainer(ctx, c.ID, spec, g); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type ContainerDetail struct {
 	Message  string
 	Init     string // "", "init" or "sidecar"
 	PreStop  string // the preStop handler as JSON, when the pod had one
+	Grace    int64  // the pod's termination grace when the container was made; -1 unknown
 }
 
 // Runtime talks CRI. Every call has the client's own timeout, so a hung runtime cannot stall
@@ -169,7 +171,10 @@ func (r *Runtime) list(ctx context.Context, sbFilter *runtimeapi.PodSandboxFilte
 			Hash:      c.Annotations[AnnotationHash],
 			CreatedAt: time.Unix(0, c.CreatedAt),
 		}
-		d := ContainerDetail{Image: c.Image.GetUserSpecifiedImage(), ImageRef: c.ImageRef, Init: c.Annotations[AnnotationInit], PreStop: c.Annotations[AnnotationPreStop]}
+		d := ContainerDetail{Image: c.Image.GetUserSpecifiedImage(), ImageRef: c.ImageRef, Init: c.Annotations[AnnotationInit], PreStop: c.Annotations[AnnotationPreStop], Grace: -1}
+		if g, err := strconv.ParseInt(c.Annotations[AnnotationGrace], 10, 64); err == nil {
+			d.Grace = g
+		}
 		if d.Image == "" {
 			d.Image = c.Image.GetImage()
 		}
