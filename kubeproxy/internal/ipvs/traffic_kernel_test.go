@@ -349,6 +349,31 @@ func TestIPVSTraffic(t *testing.T) {
 		}
 	})
 
+	t.Run("full sync repairs drift: deleted virtual server, address and table come back", func(t *testing.T) {
+		if err := b.kernel.DeleteVirtualServer(VSKey{Address: web.ClusterIP, Protocol: unix.IPPROTO_TCP, Port: 80}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.kernel.DeleteDeviceAddress("kube-ipvs0", self.ClusterIP); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.fw.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := get(topo.client, vip(web)); err == nil {
+			t.Fatal("service still answers after its virtual server was deleted: the test proves nothing")
+		}
+		if err := b.Sync(ctx, p, nil, true); err != nil {
+			t.Fatal(err)
+		}
+		names, _ := tally(t, topo.client, vip(web), 6)
+		if names["b1"] == 0 || names["b2"] == 0 {
+			t.Fatalf("answers %v after repair, want both backends", names)
+		}
+		if names, _ := tally(t, topo.b1, vip(self), 2); names["b1"] != 2 {
+			t.Fatalf("hairpin after repair: %v", names)
+		}
+	})
+
 	t.Run("cleanup leaves nothing", func(t *testing.T) {
 		if err := b.Cleanup(ctx); err != nil {
 			t.Fatal(err)
