@@ -191,14 +191,17 @@ func (k *Netlink) DeleteVirtualServer(key VSKey) error {
 }
 
 func (k *Netlink) RealServers(key VSKey) ([]*RealServer, error) {
-	// GetDestinations on a missing service returns an empty list, not an
-	// error; ask for the service first so callers can tell the difference.
-	if _, err := k.VirtualServer(key); err != nil {
-		return nil, err
-	}
 	ds, err := k.ipvs.GetDestinations(toLibService(key))
 	if err != nil {
 		return nil, classify(err, "list real servers of "+key.String())
+	}
+	// GetDestinations on a missing service returns an empty list, not an
+	// error; only then ask whether the service exists (one call, not two,
+	// per virtual server on a resync).
+	if len(ds) == 0 {
+		if _, err := k.VirtualServer(key); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]*RealServer, 0, len(ds))
 	for _, d := range ds {
