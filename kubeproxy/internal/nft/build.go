@@ -84,9 +84,11 @@ func staticObjects(f fam, p *plan.Plan) objects {
 
 	noEp := rule{ctNew: true, act: actServiceVmap, set: f.noEndpoints()}
 	o.chains = append(o.chains,
-		chain{name: f.filterInput(), hook: hookInput, priority: prioFilter, rules: []rule{noEp, noEpNodePortRule}},
-		chain{name: f.filterForward(), hook: hookForward, priority: prioFilter, rules: []rule{noEp}},
-		chain{name: f.filterOutput(), hook: hookOutput, priority: prioFilter, rules: []rule{noEp}},
+		// Incoming traffic is refused in prerouting: an ICMP error for a
+		// bridged packet rejected in the forward hook never leaves on this
+		// kernel, one from prerouting does.
+		chain{name: f.filterPrerouting(), hook: hookPrerouting, priority: prioDstNAT - 10, rules: []rule{noEp, noEpNodePortRule}},
+		chain{name: f.filterOutput(), hook: hookOutput, priority: prioFilter, rules: []rule{noEp, noEpNodePortRule}},
 	)
 
 	for _, ip := range p.NodeIPs {

@@ -13,9 +13,10 @@
 //	base chains   nat-prerouting, nat-output (dstnat): jump services
 //	              nat-postrouting (srcnat): masquerade marked packets, and
 //	                DNATed packets whose saddr . daddr is in @hairpin
-//	              filter-input/-forward/-output (filter - 10): new
-//	                connections to @no-endpoint-services (and node ports in
-//	                @no-endpoint-nodeports) go to the reject chain or drop
+//	              filter-prerouting (dstnat - 10), filter-output (filter -
+//	                10): new connections to @no-endpoint-services (and node
+//	                ports in @no-endpoint-nodeports) go to the reject chain
+//	                or drop
 //	services      daddr @cluster-ips jump mark-external-source (when cluster
 //	                CIDRs are known or masqueradeAll)
 //	              daddr . l4proto . dport vmap @service-ips
@@ -92,10 +93,11 @@
 // short-circuited by externalTrafficPolicy=Local are marked; hairpin
 // traffic is recognised in postrouting.
 //
-// Services without endpoints are rejected in the filter hooks: TCP with a
-// reset, anything else with ICMP port unreachable. On this kernel the ICMP
-// error for a bridged packet rejected in the forward hook never leaves, so
-// the reset is what makes a pod's connect fail fast.
+// Services without endpoints are rejected: TCP with a reset, anything else
+// with ICMP port unreachable. Incoming traffic is checked in prerouting,
+// not in forward like upstream: on this kernel the ICMP error for a bridged
+// packet rejected in the forward hook never leaves, one sent from
+// prerouting does.
 //
 // Known limits: addresses that two services both claim (an external IP and
 // port) go to the first claimant; the periodic full sync reads back every

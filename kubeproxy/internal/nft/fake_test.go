@@ -198,14 +198,11 @@ func (w *walker) connect(p packet) outcome {
 		w.run(w.f.natPostrouting(), s)
 		return s.out
 	}
-	// Not translated: the filter chains decide (input for local
-	// destinations, forward otherwise, output for the node's own).
-	filter := w.f.filterForward()
-	switch {
-	case p.fromNode:
+	// Not translated: the filter chains decide (prerouting for incoming
+	// traffic, output for the node's own).
+	filter := w.f.filterPrerouting()
+	if p.fromNode {
 		filter = w.f.filterOutput()
-	case w.local(p.dst):
-		filter = w.f.filterInput()
 	}
 	w.run(filter, s)
 	return s.out

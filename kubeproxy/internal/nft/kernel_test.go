@@ -399,4 +399,16 @@ func TestKernelUDPService(t *testing.T) {
 		got[name]++
 	}
 	assertSpread(t, got, n, "pod1", "pod2", "pod3")
+
+	// Without endpoints a pod's query is refused at once (ICMP port
+	// unreachable), and the node's own fails at once too.
+	w.eps[dns.Name] = nil
+	w.sync(dns.Name)
+	if _, err := udpAsk(w.tp.podc, "10.96.0.53:53"); !isRefused(err) {
+		t.Errorf("pod: %v, want connection refused", err)
+	}
+	start := time.Now()
+	if _, err := udpAsk(w.tp.node, "10.96.0.53:53"); err == nil || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("node: %v after %v, want an immediate error", err, time.Since(start))
+	}
 }

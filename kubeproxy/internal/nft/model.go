@@ -179,15 +179,14 @@ func famOf(f plan.Family) fam {
 }
 
 // Names of the fixed objects of one family.
-func (f fam) natPrerouting() string   { return f.prefix + "nat-prerouting" }
-func (f fam) natOutput() string       { return f.prefix + "nat-output" }
-func (f fam) natPostrouting() string  { return f.prefix + "nat-postrouting" }
-func (f fam) filterInput() string     { return f.prefix + "filter-input" }
-func (f fam) filterForward() string   { return f.prefix + "filter-forward" }
-func (f fam) filterOutput() string    { return f.prefix + "filter-output" }
-func (f fam) services() string        { return f.prefix + "services" }
-func (f fam) markExternalSrc() string { return f.prefix + "mark-external-source" }
-func (f fam) rejectChain() string     { return f.prefix + "reject" }
+func (f fam) natPrerouting() string    { return f.prefix + "nat-prerouting" }
+func (f fam) natOutput() string        { return f.prefix + "nat-output" }
+func (f fam) natPostrouting() string   { return f.prefix + "nat-postrouting" }
+func (f fam) filterPrerouting() string { return f.prefix + "filter-prerouting" }
+func (f fam) filterOutput() string     { return f.prefix + "filter-output" }
+func (f fam) services() string         { return f.prefix + "services" }
+func (f fam) markExternalSrc() string  { return f.prefix + "mark-external-source" }
+func (f fam) rejectChain() string      { return f.prefix + "reject" }
 
 func (f fam) serviceIPs() string      { return f.prefix + "service-ips" }
 func (f fam) nodePorts() string       { return f.prefix + "service-nodeports" }
