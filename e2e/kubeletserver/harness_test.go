@@ -40,6 +40,7 @@ const (
 type node struct {
 	name     string
 	stateDir string
+	rootDir  string
 	nodeIP   string
 	port     int
 	cluster  *cluster.Cluster
@@ -86,7 +87,7 @@ func cacheDir() string {
 
 // startNode brings up images, registry, containerd, the control plane and the kubelet with its
 // API server on a free port; everything is torn down when the test ends.
-func startNode(t *testing.T) *node {
+func startNode(t *testing.T, tweak func(cfg map[string]any)) *node {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (containerd, CNI, cgroups)")
@@ -111,7 +112,7 @@ func startNode(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: "e2e-srv-" + id, stateDir: sd, nodeIP: hostIP(), port: freePort(t)}
+	n := &node{name: "e2e-srv-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"), nodeIP: hostIP(), port: freePort(t)}
 	cgroupRoot := "/kubenode-test-" + id
 	imgs, err := images.Build(ctx, images.Options{CacheDir: cacheDir(), Log: log})
 	if err != nil {
@@ -186,6 +187,9 @@ func startNode(t *testing.T) *node {
 		},
 		"authorization": map[string]any{"mode": "Webhook", "webhook": map[string]any{"cacheAuthorizedTTL": "10s", "cacheUnauthorizedTTL": "1s"}},
 	}
+	if tweak != nil {
+		tweak(cfg)
+	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgFile := filepath.Join(sd, "kubelet.json")
 	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
@@ -196,7 +200,7 @@ func startNode(t *testing.T) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command(bin, "--config="+cfgFile, "--root-dir="+filepath.Join(sd, "kubelet"), "--hostname-override="+n.name,
+	cmd := exec.Command(bin, "--config="+cfgFile, "--root-dir="+n.rootDir, "--hostname-override="+n.name,
 		"--node-ip="+n.nodeIP, "--kubeconfig="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -35,7 +35,7 @@ import (
 const counter = "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"
 
 func TestThroughTheAPIServer(t *testing.T) {
-	n := startNode(t)
+	n := startNode(t, nil)
 	ctx := context.Background()
 	ns := n.namespace(t, "srv")
 	n.runPod(t, ns, "counter", counter)
@@ -138,8 +138,12 @@ func TestThroughTheAPIServer(t *testing.T) {
 	})
 }
 
-func TestPortForwardAndPreviousLogs(t *testing.T) {
-	n := startNode(t)
+func TestPortForwardPreviousLogsAndRotation(t *testing.T) {
+	n := startNode(t, func(cfg map[string]any) {
+		// Small enough that a chatty pod's log rotates at the first 10s check.
+		cfg["containerLogMaxSize"] = "4Ki"
+		cfg["containerLogMaxFiles"] = 2
+	})
 	ctx := context.Background()
 	ns := n.namespace(t, "pf")
 
@@ -212,6 +216,48 @@ func TestPortForwardAndPreviousLogs(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("follow goes on across log rotation without losing lines", func(t *testing.T) {
+		pod := n.runPod(t, ns, "chatty", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo chatty-line-$i; sleep 0.02; done")
+		logDir := filepath.Join(n.rootDir, "logs", "pods", ns+"_chatty_"+string(pod.UID), "main")
+		fctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+		defer cancel()
+		rc, err := n.admin.CoreV1().Pods(ns).GetLogs("chatty", &v1.PodLogOptions{Container: "main", Follow: true}).Stream(fctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		sc := bufio.NewScanner(rc)
+		last, rotations, seenAt := 0, 0, 0
+		for sc.Scan() {
+			k, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "chatty-line-"))
+			if err != nil {
+				t.Fatalf("unexpected line %q", sc.Text())
+			}
+			if k != last+1 {
+				t.Fatalf("after line %d came line %d: lines lost or repeated (rotations so far: %d)", last, k, rotations)
+			}
+			last = k
+			if k%20 == 0 && rotations == 0 {
+				rotated, _ := filepath.Glob(filepath.Join(logDir, "0.log.*"))
+				if rotations = len(rotated); rotations > 0 {
+					seenAt = k
+				}
+			}
+			// Well past the rotation (the follower switches files within its poll): done.
+			if rotations > 0 && k > seenAt+100 {
+				break
+			}
+		}
+		if rotations == 0 {
+			t.Fatalf("the log never rotated (followed to line %d; %v)", last, sc.Err())
+		}
+		// containerLogMaxFiles 2: the current file and at most one rotated one.
+		rotated, _ := filepath.Glob(filepath.Join(logDir, "0.log.*"))
+		if len(rotated) > 1 {
+			t.Errorf("%d rotated files kept, want at most 1: %v", len(rotated), rotated)
+		}
+	})
 }
 
 // kubeletClient is an HTTPS client for the kubelet that trusts its self-signed certificate for
@@ -270,7 +316,7 @@ func (n *node) saToken(t *testing.T, ns, name string) string {
 }
 
 func TestDirectAccessIsAuthenticatedAndAuthorized(t *testing.T) {
-	n := startNode(t)
+	n := startNode(t, nil)
 	ctx := context.Background()
 	ns := n.namespace(t, "authz")
 	pod := n.runPod(t, ns, "sleeper", "trap 'exit 0' TERM; while true; do sleep 1; done")

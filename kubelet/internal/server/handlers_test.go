@@ -73,6 +73,8 @@ func (f *fakeRuntime) PortForward(context.Context, *runtimeapi.PortForwardReques
 	return nil, errors.New("no port-forward in the fake")
 }
 
+func (f *fakeRuntime) ReopenContainerLog(context.Context, string) error { return nil }
+
 func (f *fakeRuntime) ListContainerStats(context.Context, *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error) {
 	return nil, nil
 }

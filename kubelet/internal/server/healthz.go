@@ -1,6 +1,6 @@
-// Package server holds the kubelet's HTTP endpoints. Today: /healthz on the loopback healthz
-// port, failing when the sync loop or the PLEG stalls. (The authenticated :10250 API with logs,
-// exec and stats is not here yet.)
+// Package server holds the kubelet's HTTP endpoints: /healthz on the loopback healthz port,
+// failing when the sync loop or the PLEG stalls, and the authenticated API on address:port
+// (server.go: logs, exec, attach, port-forward, /pods, /stats/summary, /metrics).
 package server
 
 import (

@@ -21,11 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	kubeletv1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
+	"github.com/kubenode/kubenode/kubelet/internal/server/logs"
 	"github.com/kubenode/kubenode/kubelet/internal/stats"
 )
 
@@ -44,6 +46,7 @@ type Runtime interface {
 	Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error)
 	PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error)
 	ListContainerStats(ctx context.Context, filter *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error)
+	ReopenContainerLog(ctx context.Context, id string) error
 }
 
 // Summarizer builds /stats/summary.
@@ -67,6 +70,9 @@ type Config struct {
 	Stats     Summarizer // nil: /stats/summary is 404
 	Metrics   prometheus.Gatherer
 	Debugging bool // logs, exec, attach, port-forward
+	// Rotator, when set, runs with the server: the logs it rotates are the ones the server
+	// reads, and follow handles its renames.
+	Rotator *logs.Rotator
 	// RuntimeTimeout bounds each CRI call a request makes.
 	RuntimeTimeout time.Duration
 	Log            *zap.Logger
@@ -234,6 +240,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(s.listener, tc)) }()
+	if s.cfg.Rotator != nil {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		rctx, stop := context.WithCancel(ctx)
+		go func() { defer wg.Done(); s.cfg.Rotator.Run(rctx, logRotationInterval) }()
+		defer wg.Wait()
+		defer stop()
+	}
 	s.cfg.Log.Info("serving", zap.String("address", s.listener.Addr().String()))
 	select {
 	case err := <-errc:
@@ -247,6 +261,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// logRotationInterval is how often container log sizes are checked (upstream's
+// containerLogMonitorInterval default).
+const logRotationInterval = 10 * time.Second
 
 // Deps are what NewFromConfig takes from the kubelet.
 type Deps struct {
@@ -318,6 +336,21 @@ func NewFromConfig(kc *kubeletv1alpha1.KubeletConfiguration, d Deps) (*Server, e
 		return nil, fmt.Errorf("authorization.mode: %q is not Webhook or AlwaysAllow", kc.Authorization.Mode)
 	}
 	debugging := kc.EnableDebuggingHandlers == nil || *kc.EnableDebuggingHandlers
+	var rotator *logs.Rotator
+	if kc.ContainerLogMaxSize != "" {
+		q, err := resource.ParseQuantity(kc.ContainerLogMaxSize)
+		if err != nil {
+			return nil, fmt.Errorf("containerLogMaxSize: %w", err)
+		}
+		files := int32(kubeletv1alpha1.DefaultContainerLogMaxFiles)
+		if kc.ContainerLogMaxFiles != nil {
+			files = *kc.ContainerLogMaxFiles
+		}
+		rotator, err = logs.NewRotator(d.Runtime, q.Value(), int(files), kc.RuntimeRequestTimeout.Duration, now, d.Log.Named("logrotate"))
+		if err != nil {
+			return nil, err
+		}
+	}
 	return New(Config{
 		Addr:     net.JoinHostPort(kc.Address, strconv.Itoa(int(kc.Port))),
 		NodeName: d.NodeName,
@@ -327,6 +360,7 @@ func NewFromConfig(kc *kubeletv1alpha1.KubeletConfiguration, d Deps) (*Server, e
 		Pods:     d.Pods, Runtime: d.Runtime, Metrics: d.Metrics,
 		Stats:          stats.New(d.Runtime, d.NodeName, "/proc", now),
 		Debugging:      debugging,
+		Rotator:        rotator,
 		RuntimeTimeout: kc.RuntimeRequestTimeout.Duration,
 		Log:            d.Log,
 	})
