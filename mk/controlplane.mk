@@ -25,8 +25,9 @@ $(CONTROLPLANE_BIN):
 	@echo "building kube-controlplane (cold: 10-20 min) -> $@"
 	cd $(CONTROLPLANE_SRC) && GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
 		$(GO) build -trimpath -ldflags '$(controlplane_ldflags)' -o $(abspath $@).tmp.$$$$ . && mv $(abspath $@).tmp.$$$$ $(abspath $@)
-	@# Older builds are dead weight (~100 MB each); keep only this one.
-	@find $(KUBENODE_CACHE)/controlplane -mindepth 1 -maxdepth 1 -type d ! -name $(CONTROLPLANE_KEY) -exec rm -rf {} +
+	@# Older builds are dead weight (~130 MB each). Remove those untouched for a
+	@# day, not all: a concurrent make may still be about to run one.
+	@find $(KUBENODE_CACHE)/controlplane -mindepth 1 -maxdepth 1 -type d ! -name $(CONTROLPLANE_KEY) -mmin +1440 -exec rm -rf {} +
 
 print-controlplane-bin: ## print the path of the cached kube-controlplane
 	@echo $(CONTROLPLANE_BIN)

@@ -122,10 +122,15 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	// Whatever an earlier, killed run left must not look ready.
 	_ = os.Remove(filepath.Join(stateDir, readyFile))
 
-	args := append([]string{
+	args := []string{
 		"--state-dir=" + stateDir,
 		"--apiserver-port=" + strconv.Itoa(o.APIServerPort),
-	}, o.Args...)
+	}
+	if !o.Detach {
+		// A test binary killed by its timeout must not leak a control plane.
+		args = append(args, "--exit-with-parent")
+	}
+	args = append(args, o.Args...)
 	cmd := exec.Command(o.Binary, args...)
 	// Own process group, so Stop can signal everything the program runs;
 	// with Detach, own session, so a terminal's hangup does not reach it.

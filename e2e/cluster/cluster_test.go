@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -604,4 +606,35 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A test binary killed by its timeout cannot call Stop; the control plane
+// it started must notice and go away by itself rather than leak.
+func TestControlPlaneExitsWithItsParent(t *testing.T) {
+	needCluster(t)
+	dir := t.TempDir()
+	// sh stands in for the test binary: it starts the program the way
+	// Start does and is then killed without a chance to clean up.
+	sh := exec.Command("/bin/sh", "-c", `"$0" --state-dir="$1" --exit-with-parent >"$1/log" 2>&1 & wait`,
+		os.Getenv(BinaryEnv), dir)
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = KillAll(dir) })
+	eventually(t, 2*time.Minute, "ready", func(context.Context) (bool, error) {
+		_, err := readReady(dir)
+		return err == nil, nil
+	})
+	pid, ok := runningPID(dir)
+	if !ok {
+		t.Fatal("no running control plane after ready")
+	}
+	_ = sh.Process.Kill()
+	_ = sh.Wait()
+	eventually(t, 30*time.Second, "orphaned control plane exits", func(context.Context) (bool, error) {
+		return !isControlPlane(pid), nil
+	})
+	if _, err := os.Stat(filepath.Join(dir, pidFile)); !os.IsNotExist(err) {
+		t.Errorf("pidfile left behind after a clean shutdown: %v", err)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -40,6 +41,7 @@ func main() {
 	fs.BoolVar(&cfg.EtcdNoFsync, "etcd-unsafe-no-fsync", true, "skip fsync in etcd: much faster, loses data only on a machine crash")
 	fs.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.244.0.0/16", "pod network; each node gets a /24 from it as spec.podCIDR")
 	fs.BoolVar(&cfg.NoScheduler, "no-scheduler", false, "do not run the scheduler")
+	exitWithParent := fs.Bool("exit-with-parent", false, "shut down as on SIGTERM when the parent process dies (so a killed test binary leaks no control plane)")
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	klogFlags.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
@@ -55,10 +57,36 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *exitWithParent {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go watchParent(ctx, cancel)
+	}
 	err := run(ctx, cfg)
 	klog.Flush()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "kube-controlplane: %v\n", err)
 		os.Exit(1)
+	}
+}
+
+// watchParent cancels when this process is re-parented, which is how a
+// child learns that its parent died without a chance to stop it.
+func watchParent(ctx context.Context, cancel context.CancelFunc) {
+	parent := os.Getppid()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if os.Getppid() != parent {
+				klog.InfoS("parent process died; shutting down", "parent", parent)
+				cancel()
+				return
+			}
+		}
 	}
 }
