@@ -137,11 +137,16 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 			return res, err
 		}
 		if i == 1 {
-			res.CRISingle = single[0]
+			res.CRISingle = single[0].started
 		}
 	}
-	if res.CRIFloor, err = criFloor(ctx, rs, o.Pods, images.Pause, n.cgroupRoot, floorLogs); err != nil {
+	floor, err := criFloor(ctx, rs, o.Pods, images.Pause, n.cgroupRoot, floorLogs)
+	if err != nil {
 		return res, err
+	}
+	for _, f := range floor {
+		res.CRIFloor = append(res.CRIFloor, f.started)
+		res.CRIFloorCreated = append(res.CRIFloorCreated, f.created)
 	}
 
 	if err := n.namespace(ctx, benchNamespace); err != nil {
@@ -185,12 +190,14 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	if err != nil {
 		return res, err
 	}
-	runAt, err := runningAt(ctx, rs, made, 1)
+	createdAt, runAt, err := runningAt(ctx, rs, made, 1)
 	if err != nil {
 		return res, err
 	}
 	res.BoundToReady = latencies(made, readyAt)
 	res.BoundToRunning = latencies(made, runAt)
+	res.BoundToCreated = latencies(made, createdAt)
+	res.RunningToReady = between(made, runAt, readyAt)
 
 	more := o.IdlePods - o.Pods
 	log.Info("filling the node", zap.Int("pods", more))

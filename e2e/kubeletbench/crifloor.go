@@ -54,10 +54,13 @@ func (p floorPod) containerConfig() *runtimeapi.ContainerConfig {
 	}
 }
 
-// criFloor starts n one-container pods straight over CRI, all at once, and returns per pod the
-// time from just before its RunPodSandbox to its container's StartedAt (the runtime's clock,
-// which is this machine's). The pods are removed before it returns.
-func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, cgroupRoot, logRoot string) ([]time.Duration, error) {
+// floorSample is one CRI-floor pod: the time from just before its RunPodSandbox to its
+// container's CreatedAt and StartedAt (the runtime's clock, which is this machine's).
+type floorSample struct{ created, started time.Duration }
+
+// criFloor starts n one-container pods straight over CRI, all at once, and returns a sample per
+// pod. The pods are removed before it returns.
+func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, cgroupRoot, logRoot string) ([]floorSample, error) {
 	pods := make([]floorPod, n)
 	for i := range pods {
 		uid, err := randomHex(16)
@@ -69,7 +72,7 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, 
 	}
 	type result struct {
 		sandbox string
-		d       time.Duration
+		d       floorSample
 		err     error
 	}
 	results := make([]result, n)
@@ -102,13 +105,16 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, 
 				results[i].err = fmt.Errorf("ContainerStatus in %s: %w", p.name, err)
 				return
 			}
-			results[i].d = time.Unix(0, st.GetStatus().GetStartedAt()).Sub(t0)
+			results[i].d = floorSample{
+				created: time.Unix(0, st.GetStatus().GetCreatedAt()).Sub(t0),
+				started: time.Unix(0, st.GetStatus().GetStartedAt()).Sub(t0),
+			}
 		}()
 	}
 	close(start)
 	wg.Wait()
 
-	var out []time.Duration
+	var out []floorSample
 	var errs, sandboxes []string
 	var firstErr error
 	for _, r := range results {

@@ -226,19 +226,20 @@ func waitReady(ctx context.Context, w *readyWatch, pods []created, timeout time.
 	}
 }
 
-// runningAt returns, per pod, when its last container started, from the CRI containers the
-// kubelet labelled with the pod's UID. Every pod must have wantContainers running.
-func runningAt(ctx context.Context, rs internalapi.RuntimeService, pods []created, wantContainers int) (map[types.UID]time.Time, error) {
+// runningAt returns, per pod, when its last container was created and when it started, from
+// the CRI containers the kubelet labelled with the pod's UID. Every pod must have wantContainers
+// running.
+func runningAt(ctx context.Context, rs internalapi.RuntimeService, pods []created, wantContainers int) (createdAt, startedAt map[types.UID]time.Time, err error) {
 	ctrs, err := rs.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
 	if err != nil {
-		return nil, fmt.Errorf("CRI ListContainers: %w", err)
+		return nil, nil, fmt.Errorf("CRI ListContainers: %w", err)
 	}
 	byPod := map[string][]string{}
 	for _, c := range ctrs {
 		uid := c.GetLabels()["io.kubernetes.pod.uid"]
 		byPod[uid] = append(byPod[uid], c.GetId())
 	}
-	out := map[types.UID]time.Time{}
+	createdAt, startedAt = map[types.UID]time.Time{}, map[types.UID]time.Time{}
 	var bad []string
 	for _, p := range pods {
 		ids := byPod[string(p.uid)]
@@ -246,23 +247,26 @@ func runningAt(ctx context.Context, rs internalapi.RuntimeService, pods []create
 			bad = append(bad, fmt.Sprintf("%s has %d running containers, want %d", p.name, len(ids), wantContainers))
 			continue
 		}
-		var last time.Time
+		var lastCreated, lastStarted time.Time
 		for _, id := range ids {
 			st, err := rs.ContainerStatus(ctx, id, false)
 			if err != nil {
-				return nil, fmt.Errorf("CRI ContainerStatus %s of pod %s: %w", id, p.name, err)
+				return nil, nil, fmt.Errorf("CRI ContainerStatus %s of pod %s: %w", id, p.name, err)
 			}
-			if t := time.Unix(0, st.GetStatus().GetStartedAt()); t.After(last) {
-				last = t
+			if t := time.Unix(0, st.GetStatus().GetCreatedAt()); t.After(lastCreated) {
+				lastCreated = t
+			}
+			if t := time.Unix(0, st.GetStatus().GetStartedAt()); t.After(lastStarted) {
+				lastStarted = t
 			}
 		}
-		out[p.uid] = last
+		createdAt[p.uid], startedAt[p.uid] = lastCreated, lastStarted
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return nil, fmt.Errorf("pods Ready in the API but not running in the runtime: %s", strings.Join(bad, "; "))
+		return nil, nil, fmt.Errorf("pods Ready in the API but not running in the runtime: %s", strings.Join(bad, "; "))
 	}
-	return out, nil
+	return createdAt, startedAt, nil
 }
 
 // latencies turns per-pod event times into durations since each pod was bound.
@@ -271,6 +275,19 @@ func latencies(pods []created, at map[types.UID]time.Time) []time.Duration {
 	for _, p := range pods {
 		if t, ok := at[p.uid]; ok {
 			out = append(out, t.Sub(p.boundAt))
+		}
+	}
+	return out
+}
+
+// between returns, per pod that has both, the time from its from-event to its to-event.
+func between(pods []created, from, to map[types.UID]time.Time) []time.Duration {
+	out := make([]time.Duration, 0, len(pods))
+	for _, p := range pods {
+		f, ok1 := from[p.uid]
+		t, ok2 := to[p.uid]
+		if ok1 && ok2 {
+			out = append(out, t.Sub(f))
 		}
 	}
 	return out

@@ -70,3 +70,14 @@ func TestLatencies(t *testing.T) {
 		t.Fatalf("latencies = %v, want %v (each from its own bound time; pods without a time left out)", got, want)
 	}
 }
+
+func TestBetween(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pods := []created{{uid: "a"}, {uid: "b"}, {uid: "c"}}
+	from := map[types.UID]time.Time{"a": t0, "b": t0.Add(time.Second)}
+	to := map[types.UID]time.Time{"a": t0.Add(200 * time.Millisecond), "b": t0.Add(1100 * time.Millisecond), "c": t0}
+	got := between(pods, from, to)
+	if len(got) != 2 || got[0] != 200*time.Millisecond || got[1] != 100*time.Millisecond {
+		t.Fatalf("between = %v, want [200ms 100ms] (c lacks a from-event)", got)
+	}
+}

@@ -18,9 +18,17 @@ type Results struct {
 	// StartedAt, and to the Ready condition first seen true through a watch.
 	BoundToRunning []time.Duration
 	BoundToReady   []time.Duration
+	// RunningToReady is, per pod, Ready seen in the API minus its last container's start: the
+	// kubelet's status path (relist, status build, patch) plus the watch.
+	RunningToReady []time.Duration
 	// CRIFloor holds one sample per pod of the same burst issued straight over CRI: from just
 	// before RunPodSandbox to the container's StartedAt.
 	CRIFloor []time.Duration
+	// BoundToCreated and CRIFloorCreated end at the container's CRI CreatedAt instead: they
+	// split each start into the part before CreateContainer (for the kubelet: admission,
+	// volumes, pod cgroup, RunPodSandbox) and the part after.
+	BoundToCreated  []time.Duration
+	CRIFloorCreated []time.Duration
 	// CRISingle is one pod alone over CRI, after a warm-up pod: the floor without contention.
 	CRISingle time.Duration
 	// LoadAvgEnd is the machine's load average when the measurements ended.
@@ -87,8 +95,16 @@ func (r Results) Markdown(t Targets) string {
 	row(fmt.Sprintf("pod start, %d at once: bound -> running, p99", n), ms(p99), "<= "+ms(t.P99BoundToRunning), verdict(len(r.BoundToRunning) > 0 && p99 <= t.P99BoundToRunning))
 	row(fmt.Sprintf("pod start, %d at once: bound -> Ready (watch), p50", n), ms(Percentile(r.BoundToReady, 50)), "", "")
 	row(fmt.Sprintf("pod start, %d at once: bound -> Ready (watch), p99", n), ms(Percentile(r.BoundToReady, 99)), "", "")
+	if len(r.RunningToReady) > 0 {
+		row(fmt.Sprintf("pod start, %d at once: running -> Ready (watch), p50", n), ms(Percentile(r.RunningToReady, 50)), "", "")
+		row(fmt.Sprintf("pod start, %d at once: running -> Ready (watch), p99", n), ms(Percentile(r.RunningToReady, 99)), "", "")
+	}
 	row(fmt.Sprintf("CRI floor, %d at once: RunPodSandbox -> running, p50", n), ms(Percentile(r.CRIFloor, 50)), "", "")
 	row(fmt.Sprintf("CRI floor, %d at once: RunPodSandbox -> running, p99", n), ms(Percentile(r.CRIFloor, 99)), "", "")
+	if len(r.BoundToCreated) > 0 && len(r.CRIFloorCreated) > 0 {
+		row(fmt.Sprintf("split: kubelet bound -> container created (CRI), p50 of %d", n), ms(Percentile(r.BoundToCreated, 50)), "", "")
+		row(fmt.Sprintf("split: CRI floor RunPodSandbox -> container created, p50 of %d", n), ms(Percentile(r.CRIFloorCreated, 50)), "", "")
+	}
 	if r.CRISingle > 0 {
 		row("CRI floor, 1 pod alone: RunPodSandbox -> running", ms(r.CRISingle), "", "")
 	}

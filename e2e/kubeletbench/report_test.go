@@ -73,15 +73,18 @@ func TestMarkdownVerdicts(t *testing.T) {
 
 func TestMarkdownFigures(t *testing.T) {
 	r := Results{
-		Machine:        Machine{CPUs: 2, Model: "Test CPU", Kernel: "6.18.1", LoadAvg: "1.50 2.00 3.00"},
-		Runtime:        "containerd 1.6.20",
-		LoadAvgEnd:     "4.00 5.00 6.00",
-		CRISingle:      321 * time.Millisecond,
-		Pods:           2,
-		BoundToRunning: msList(700, 1200),
-		BoundToReady:   msList(800, 1300),
-		CRIFloor:       msList(600, 650),
-		Idle:           []Usage{{Pods: 0, RSSBytes: 3 << 19, Cores: 0.0123, Window: 30 * time.Second}},
+		Machine:         Machine{CPUs: 2, Model: "Test CPU", Kernel: "6.18.1", LoadAvg: "1.50 2.00 3.00"},
+		Runtime:         "containerd 1.6.20",
+		LoadAvgEnd:      "4.00 5.00 6.00",
+		CRISingle:       321 * time.Millisecond,
+		Pods:            2,
+		BoundToRunning:  msList(700, 1200),
+		BoundToReady:    msList(800, 1300),
+		CRIFloor:        msList(600, 650),
+		RunningToReady:  msList(90, 40),
+		BoundToCreated:  msList(500, 900),
+		CRIFloorCreated: msList(450, 460),
+		Idle:            []Usage{{Pods: 0, RSSBytes: 3 << 19, Cores: 0.0123, Window: 30 * time.Second}},
 	}
 	out := r.Markdown(DefaultTargets())
 	for _, want := range []string{"2 x Test CPU", "kernel 6.18.1", "load average at start 1.50 2.00 3.00 (at end 4.00 5.00 6.00)", "containerd 1.6.20"} {
