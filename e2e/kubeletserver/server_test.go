@@ -122,6 +122,37 @@ func TestThroughTheAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("pods/attach streams the running process's output", func(t *testing.T) {
+		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("attach").
+			VersionedParams(&v1.PodAttachOptions{Container: "main", Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		ex, err := remotecommand.NewSPDYExecutor(n.adminCfg, "POST", req.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		pr, pw := io.Pipe()
+		go func() {
+			err := ex.StreamWithContext(actx, remotecommand.StreamOptions{Stdout: pw, Stderr: io.Discard})
+			pw.CloseWithError(fmt.Errorf("attach ended: %v", err))
+		}()
+		sc := bufio.NewScanner(pr)
+		var got []string
+		for len(got) < 3 && sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		cancel()
+		pr.Close()
+		if len(got) < 3 {
+			t.Fatalf("attached output %q: %v", got, sc.Err())
+		}
+		for _, l := range got {
+			if !strings.HasPrefix(l, "line-") {
+				t.Fatalf("attached output %q", got)
+			}
+		}
+	})
+
 	t.Run("pods/exec reports a failing command's exit code", func(t *testing.T) {
 		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
 			VersionedParams(&v1.PodExecOptions{Container: "main", Command: []string{"sh", "-c", "exit 3"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
