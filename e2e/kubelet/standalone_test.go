@@ -87,3 +87,41 @@ func TestStandaloneStaticPod(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStaticPodWhileAPIServerUnreachable: with a kubeconfig whose server does not answer (as on
+// a control-plane node whose API server is itself a static pod), static pods still start.
+func TestStaticPodWhileAPIServerUnreachable(t *testing.T) {
+	n := startNode(t, false, nil)
+	n.stopKubelet(t)
+	dead := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+	kc := filepath.Join(n.stateDir, "dead.kubeconfig")
+	content := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: %s\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: x\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n", dead)
+	if err := os.WriteFile(kc, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.kubeconfig = kc
+	n.startKubelet(t, kubeletBin(t))
+	if err := os.WriteFile(filepath.Join(n.staticDir, "web.yaml"), []byte(staticManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rs, err := nodeenv.Dial(ctx, n.env.Endpoint(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "static pod running without the API server", func() error {
+		cs, err := rs.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Labels["io.kubernetes.pod.name"] == "static-web-"+n.name {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d running containers, none of the static pod", len(cs))
+	})
+	if err := os.Remove(filepath.Join(n.staticDir, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}

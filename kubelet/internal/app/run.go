@@ -246,6 +246,15 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		syncer.MarkAdmitted(uid)
 	}
 
+	// Static pods start without the API server (it may be one of them). Workers only get the
+	// pods that are desired until the API's pods are listed.
+	goRun(workers.Run)
+	if cfg.StaticPodPath != "" {
+		static := podsource.NewStaticSource(cfg.StaticPodPath, nodeName, cfg.FileCheckFrequency.Duration, pods, log.Named("static"))
+		static.Once()
+		goRun(static.Run)
+	}
+
 	if client != nil {
 		if cfg.RegisterNode == nil || *cfg.RegisterNode {
 			taints := make([]v1.Taint, 0, len(cfg.RegisterWithTaints))
@@ -291,15 +300,8 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 			goRun(func(ctx context.Context) { mirrors.Run(ctx, 2*time.Second) })
 		}
 	}
-	if cfg.StaticPodPath != "" {
-		static := podsource.NewStaticSource(cfg.StaticPodPath, nodeName, cfg.FileCheckFrequency.Duration, pods, log.Named("static"))
-		static.Once()
-		goRun(static.Run)
-	}
-
 	// Everything known now gets a worker: desired pods start or resume, runtime pods and pod
 	// directories that are no longer desired are torn down.
-	goRun(workers.Run)
 	for uid := range existing {
 		workers.Trigger(uid)
 	}
