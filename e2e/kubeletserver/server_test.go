@@ -1,3 +1,6 @@
+// Package kubeletserver tests the kubelet's :10250 API end to end on a real node
+// (e2e/kubeletharness): reached the way users reach it, through the API server's pods/log,
+// pods/exec, pods/attach and pods/portforward, and directly with and without credentials.
 package kubeletserver
 
 import (
@@ -27,6 +30,7 @@ import (
 	"k8s.io/client-go/transport/spdy"
 
 	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/kubeletharness"
 
 	authnv1 "k8s.io/api/authentication/v1"
 )
@@ -35,17 +39,17 @@ import (
 const counter = "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"
 
 func TestThroughTheAPIServer(t *testing.T) {
-	n := startNode(t, nil)
+	n := kubeletharness.Start(t, nil)
 	ctx := context.Background()
-	ns := n.namespace(t, "srv")
-	n.runPod(t, ns, "counter", counter)
+	ns := n.Namespace(t, "srv")
+	n.RunPod(t, ns, "counter", counter)
 
 	// The highest line number the full log showed; a later tail must end at or after it.
 	seen := 0
 	t.Run("pods/log returns the lines", func(t *testing.T) {
 		var out string
-		eventually(t, 20*time.Second, "five lines in the log", func() error {
-			b, err := n.admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main"}).DoRaw(ctx)
+		kubeletharness.Eventually(t, 20*time.Second, "five lines in the log", func() error {
+			b, err := n.Admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main"}).DoRaw(ctx)
 			if err != nil {
 				return err
 			}
@@ -61,7 +65,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 
 	t.Run("tailLines", func(t *testing.T) {
 		two := int64(2)
-		b, err := n.admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main", TailLines: &two}).DoRaw(ctx)
+		b, err := n.Admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main", TailLines: &two}).DoRaw(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +84,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 		one := int64(1)
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		rc, err := n.admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main", Follow: true, TailLines: &one}).Stream(fctx)
+		rc, err := n.Admin.CoreV1().Pods(ns).GetLogs("counter", &v1.PodLogOptions{Container: "main", Follow: true, TailLines: &one}).Stream(fctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,9 +109,9 @@ func TestThroughTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("pods/exec runs a command over SPDY", func(t *testing.T) {
-		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
+		req := n.Admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
 			VersionedParams(&v1.PodExecOptions{Container: "main", Command: []string{"echo", "hi"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-		ex, err := remotecommand.NewSPDYExecutor(n.adminCfg, "POST", req.URL())
+		ex, err := remotecommand.NewSPDYExecutor(n.AdminCfg, "POST", req.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,9 +127,9 @@ func TestThroughTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("pods/attach streams the running process's output", func(t *testing.T) {
-		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("attach").
+		req := n.Admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("attach").
 			VersionedParams(&v1.PodAttachOptions{Container: "main", Stdout: true, Stderr: true}, scheme.ParameterCodec)
-		ex, err := remotecommand.NewSPDYExecutor(n.adminCfg, "POST", req.URL())
+		ex, err := remotecommand.NewSPDYExecutor(n.AdminCfg, "POST", req.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,9 +158,9 @@ func TestThroughTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("pods/exec reports a failing command's exit code", func(t *testing.T) {
-		req := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
+		req := n.Admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("counter").SubResource("exec").
 			VersionedParams(&v1.PodExecOptions{Container: "main", Command: []string{"sh", "-c", "exit 3"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-		ex, err := remotecommand.NewSPDYExecutor(n.adminCfg, "POST", req.URL())
+		ex, err := remotecommand.NewSPDYExecutor(n.AdminCfg, "POST", req.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,21 +174,21 @@ func TestThroughTheAPIServer(t *testing.T) {
 }
 
 func TestPortForwardPreviousLogsAndRotation(t *testing.T) {
-	n := startNode(t, func(cfg map[string]any) {
+	n := kubeletharness.Start(t, func(cfg map[string]any) {
 		// Small enough that a chatty pod's log rotates at the first 10s check.
 		cfg["containerLogMaxSize"] = "4Ki"
 		cfg["containerLogMaxFiles"] = 2
 	})
 	ctx := context.Background()
-	ns := n.namespace(t, "pf")
+	ns := n.Namespace(t, "pf")
 
 	t.Run("pods/portforward reaches the pod's port", func(t *testing.T) {
-		n.runSpec(t, ns, "echo", v1.PodSpec{Containers: []v1.Container{{Name: "echo", Image: images.Echo, ImagePullPolicy: v1.PullIfNotPresent}}})
-		rt, upgrader, err := spdy.RoundTripperFor(n.adminCfg)
+		n.RunSpec(t, ns, "echo", v1.PodSpec{Containers: []v1.Container{{Name: "echo", Image: images.Echo, ImagePullPolicy: v1.PullIfNotPresent}}})
+		rt, upgrader, err := spdy.RoundTripperFor(n.AdminCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		u := n.admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("echo").SubResource("portforward").URL()
+		u := n.Admin.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("echo").SubResource("portforward").URL()
 		dialer := spdy.NewDialer(upgrader, &http.Client{Transport: rt}, "POST", u)
 		stop, ready := make(chan struct{}), make(chan struct{})
 		var errOut bytes.Buffer
@@ -207,7 +211,7 @@ func TestPortForwardPreviousLogsAndRotation(t *testing.T) {
 			t.Fatalf("ports %v: %v", ports, err)
 		}
 		var body string
-		eventually(t, 20*time.Second, "GET through the forwarded port", func() error {
+		kubeletharness.Eventually(t, 20*time.Second, "GET through the forwarded port", func() error {
 			resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local))
 			if err != nil {
 				return fmt.Errorf("%v (%s)", err, errOut.String())
@@ -225,17 +229,17 @@ func TestPortForwardPreviousLogsAndRotation(t *testing.T) {
 	t.Run("previous=true returns the last run's log", func(t *testing.T) {
 		// Each run counts itself in an emptyDir, prints its number and fails after a second.
 		script := "n=$(cat /d/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /d/n; echo run-$n; sleep 1; exit 1"
-		n.runSpec(t, ns, "crasher", v1.PodSpec{
+		n.RunSpec(t, ns, "crasher", v1.PodSpec{
 			Volumes: []v1.Volume{{Name: "d", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}},
 			Containers: []v1.Container{{Name: "main", Image: images.Busybox, ImagePullPolicy: v1.PullIfNotPresent, Command: []string{"sh", "-c", script},
 				VolumeMounts: []v1.VolumeMount{{Name: "d", MountPath: "/d"}}}},
 		})
-		eventually(t, 60*time.Second, "previous log is the run before the current one", func() error {
-			cur, err := n.admin.CoreV1().Pods(ns).GetLogs("crasher", &v1.PodLogOptions{Container: "main"}).DoRaw(ctx)
+		kubeletharness.Eventually(t, 60*time.Second, "previous log is the run before the current one", func() error {
+			cur, err := n.Admin.CoreV1().Pods(ns).GetLogs("crasher", &v1.PodLogOptions{Container: "main"}).DoRaw(ctx)
 			if err != nil {
 				return fmt.Errorf("current: %w", err)
 			}
-			prev, err := n.admin.CoreV1().Pods(ns).GetLogs("crasher", &v1.PodLogOptions{Container: "main", Previous: true}).DoRaw(ctx)
+			prev, err := n.Admin.CoreV1().Pods(ns).GetLogs("crasher", &v1.PodLogOptions{Container: "main", Previous: true}).DoRaw(ctx)
 			if err != nil {
 				return fmt.Errorf("previous: %w", err)
 			}
@@ -249,11 +253,11 @@ func TestPortForwardPreviousLogsAndRotation(t *testing.T) {
 	})
 
 	t.Run("follow goes on across log rotation without losing lines", func(t *testing.T) {
-		pod := n.runPod(t, ns, "chatty", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo chatty-line-$i; sleep 0.02; done")
-		logDir := filepath.Join(n.rootDir, "logs", "pods", ns+"_chatty_"+string(pod.UID), "main")
+		pod := n.RunPod(t, ns, "chatty", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo chatty-line-$i; sleep 0.02; done")
+		logDir := filepath.Join(n.RootDir, "logs", "pods", ns+"_chatty_"+string(pod.UID), "main")
 		fctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 		defer cancel()
-		rc, err := n.admin.CoreV1().Pods(ns).GetLogs("chatty", &v1.PodLogOptions{Container: "main", Follow: true}).Stream(fctx)
+		rc, err := n.Admin.CoreV1().Pods(ns).GetLogs("chatty", &v1.PodLogOptions{Container: "main", Follow: true}).Stream(fctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,9 +297,9 @@ func TestPortForwardPreviousLogsAndRotation(t *testing.T) {
 
 // kubeletClient is an HTTPS client for the kubelet that trusts its self-signed certificate for
 // the node IP (so the certificate is proven to name it), with an optional client certificate.
-func (n *node) kubeletClient(t *testing.T, withAdminCert bool) *http.Client {
+func kubeletClient(t *testing.T, n *kubeletharness.Node, withAdminCert bool) *http.Client {
 	t.Helper()
-	pemBytes, err := os.ReadFile(filepath.Join(n.stateDir, "kubelet", "pki", "kubelet.crt"))
+	pemBytes, err := os.ReadFile(filepath.Join(n.StateDir, "kubelet", "pki", "kubelet.crt"))
 	if err != nil {
 		t.Fatalf("self-signed serving certificate: %v", err)
 	}
@@ -303,9 +307,9 @@ func (n *node) kubeletClient(t *testing.T, withAdminCert bool) *http.Client {
 	if !pool.AppendCertsFromPEM(pemBytes) {
 		t.Fatal("kubelet.crt holds no certificate")
 	}
-	tc := &tls.Config{RootCAs: pool, ServerName: n.nodeIP}
+	tc := &tls.Config{RootCAs: pool, ServerName: n.NodeIP}
 	if withAdminCert {
-		ac, err := rest.TLSConfigFor(n.adminCfg)
+		ac, err := rest.TLSConfigFor(n.AdminCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,9 +318,9 @@ func (n *node) kubeletClient(t *testing.T, withAdminCert bool) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 }
 
-func (n *node) get(t *testing.T, c *http.Client, path, token string) (int, string) {
+func get(t *testing.T, n *kubeletharness.Node, c *http.Client, path, token string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "https://"+net.JoinHostPort(n.nodeIP, strconv.Itoa(n.port))+path, nil)
+	req, err := http.NewRequest("GET", "https://"+net.JoinHostPort(n.NodeIP, strconv.Itoa(n.Port))+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,14 +336,14 @@ func (n *node) get(t *testing.T, c *http.Client, path, token string) (int, strin
 	return resp.StatusCode, string(b)
 }
 
-func (n *node) saToken(t *testing.T, ns, name string) string {
+func saToken(t *testing.T, n *kubeletharness.Node, ns, name string) string {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := n.admin.CoreV1().ServiceAccounts(ns).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+	if _, err := n.Admin.CoreV1().ServiceAccounts(ns).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	exp := int64(600)
-	tr, err := n.admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	tr, err := n.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,20 +351,20 @@ func (n *node) saToken(t *testing.T, ns, name string) string {
 }
 
 func TestDirectAccessIsAuthenticatedAndAuthorized(t *testing.T) {
-	n := startNode(t, nil)
+	n := kubeletharness.Start(t, nil)
 	ctx := context.Background()
-	ns := n.namespace(t, "authz")
-	pod := n.runPod(t, ns, "sleeper", "trap 'exit 0' TERM; while true; do sleep 1; done")
+	ns := n.Namespace(t, "authz")
+	pod := n.RunPod(t, ns, "sleeper", "trap 'exit 0' TERM; while true; do sleep 1; done")
 
-	plain := n.kubeletClient(t, false)
-	withCert := n.kubeletClient(t, true)
-	denied := n.saToken(t, ns, "nobody")
-	granted := n.saToken(t, ns, "proxy-reader")
+	plain := kubeletClient(t, n, false)
+	withCert := kubeletClient(t, n, true)
+	denied := saToken(t, n, ns, "nobody")
+	granted := saToken(t, n, ns, "proxy-reader")
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubelet-proxy-" + ns},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get"}}},
 	}
-	if _, err := n.admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	if _, err := n.Admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	binding := &rbacv1.ClusterRoleBinding{
@@ -368,7 +372,7 @@ func TestDirectAccessIsAuthenticatedAndAuthorized(t *testing.T) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "proxy-reader"}},
 	}
-	if _, err := n.admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+	if _, err := n.Admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -394,8 +398,8 @@ func TestDirectAccessIsAuthenticatedAndAuthorized(t *testing.T) {
 			var code int
 			var body string
 			// RBAC changes reach the authorizer's cache within a second or two.
-			eventually(t, 15*time.Second, tc.path, func() error {
-				code, body = n.get(t, tc.client, tc.path, tc.token)
+			kubeletharness.Eventually(t, 15*time.Second, tc.path, func() error {
+				code, body = get(t, n, tc.client, tc.path, tc.token)
 				if code != tc.want {
 					return fmt.Errorf("status %d (%s), want %d", code, strings.TrimSpace(body), tc.want)
 				}
@@ -404,7 +408,7 @@ func TestDirectAccessIsAuthenticatedAndAuthorized(t *testing.T) {
 			if tc.want == http.StatusOK && tc.path == "/pods" && !strings.Contains(body, string(pod.UID)) {
 				t.Errorf("/pods does not list the running pod %s: %.300s", pod.UID, body)
 			}
-			if tc.path == "/stats/summary" && tc.want == http.StatusOK && !strings.Contains(body, `"nodeName":"`+n.name+`"`) {
+			if tc.path == "/stats/summary" && tc.want == http.StatusOK && !strings.Contains(body, `"nodeName":"`+n.Name+`"`) {
 				t.Errorf("summary does not name the node: %.300s", body)
 			}
 			if tc.path == "/metrics" && !strings.Contains(body, "kubelet_http_requests_total") {

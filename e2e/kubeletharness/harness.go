@@ -1,0 +1,310 @@
+// Package kubeletharness runs one node for end-to-end tests: images and their registry,
+// containerd + CNI (e2e/nodeenv), the local control plane (e2e/cluster) and the kubelet binary
+// as a process joined to it, all torn down when the test ends. Suites that need a kubelet with
+// an API server (e2e/kubeletserver, and others that want it) start one with Start.
+package kubeletharness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubenode/kubenode/e2e/cluster"
+	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/nodeenv"
+)
+
+// Environment variables the make targets set.
+const (
+	KubeletBinEnv = "KUBENODE_KUBELET_BIN"
+	CPBinEnv      = "KUBENODE_CONTROLPLANE_BIN"
+)
+
+// Node is a running kubelet joined to its own control plane.
+type Node struct {
+	Name     string
+	StateDir string
+	RootDir  string // the kubelet's --root-dir
+	NodeIP   string // the address the node registers and the API server reaches it on
+	Port     int    // the kubelet API server's port
+	Cluster  *cluster.Cluster
+	Admin    kubernetes.Interface
+	AdminCfg *rest.Config
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// RandomHex returns n random bytes as hex, for unique names.
+func RandomHex(t *testing.T, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func hostIP() string {
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err == nil {
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).IP.String()
+	}
+	return "127.0.0.1"
+}
+
+func cacheDir() string {
+	if c := os.Getenv("KUBENODE_CACHE"); c != "" {
+		return filepath.Join(c, "images")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "kubenode", "images")
+}
+
+// Start brings up images, registry, containerd, the control plane and the kubelet with its API
+// server on a free port (x509 authentication with the cluster CA, TokenReview, SubjectAccessReview)
+// and waits for the node to be Ready. tweak may change the kubelet configuration (JSON field
+// names). Everything is torn down when the test ends. It skips without root, the node packages,
+// or the binaries named by KubeletBinEnv and CPBinEnv.
+func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (containerd, CNI, cgroups)")
+	}
+	for _, bin := range []string{"containerd", "runc", "/usr/lib/cni/bridge", "/bin/busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins busybox-static", bin)
+		}
+	}
+	bin, cpBin := os.Getenv(KubeletBinEnv), os.Getenv(CPBinEnv)
+	if bin == "" || cpBin == "" {
+		t.Skipf("%s and %s not set: run through make test-e2e-kubeletserver (it builds both)", KubeletBinEnv, CPBinEnv)
+	}
+	bin, _ = filepath.Abs(bin)
+	ctx := context.Background()
+	log := zap.NewNop()
+	if testing.Verbose() {
+		log, _ = zap.NewDevelopment()
+	}
+	id := RandomHex(t, 4)
+	sd, err := os.MkdirTemp("", "kubenode-test-kubeletserver-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{Name: "e2e-srv-" + id, StateDir: sd, RootDir: filepath.Join(sd, "kubelet"), NodeIP: hostIP(), Port: freePort(t)}
+	cgroupRoot := "/kubenode-test-" + id
+	imgs, err := images.Build(ctx, images.Options{CacheDir: cacheDir(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := images.Serve(ctx, "", imgs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(sd, "kubelet.log")); err == nil {
+				lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+				if len(lines) > 60 {
+					lines = lines[len(lines)-60:]
+				}
+				t.Logf("kubelet log (tail):\n%s", strings.Join(lines, "\n"))
+			}
+		}
+		if n.Cluster != nil {
+			if err := n.Cluster.Stop(); err != nil {
+				t.Logf("control plane stop: %v", err)
+			}
+		}
+		if err := nodeenv.Teardown(context.Background(), filepath.Join(sd, "node"), log); err != nil {
+			t.Errorf("node teardown: %v", err)
+		}
+		if err := os.RemoveAll(sd); err != nil {
+			t.Errorf("remove state dir: %v", err)
+		}
+	})
+	octet, _ := rand.Int(rand.Reader, big.NewInt(200))
+	env, err := nodeenv.Start(ctx, nodeenv.Options{
+		StateDir: filepath.Join(sd, "node"), RegistryAddr: reg.Addr(),
+		PodCIDR: fmt.Sprintf("10.246.%d.0/24", octet.Int64()+20), CgroupRoots: []string{cgroupRoot}, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cluster.Start(ctx, cluster.Options{Binary: cpBin, StateDir: filepath.Join(sd, "controlplane")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Cluster = c
+	n.Admin, n.AdminCfg, err = c.Client(c.AdminKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := c.NodeKubeconfig(n.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{
+		"apiVersion":                "kubelet.config.kubenode.io/v1alpha1",
+		"kind":                      "KubeletConfiguration",
+		"containerRuntimeEndpoint":  env.Endpoint(),
+		"runtimeRequestTimeout":     "30s",
+		"syncFrequency":             "10s",
+		"healthzPort":               0,
+		"port":                      n.Port,
+		"clusterDNS":                []string{"10.96.0.10"},
+		"clusterDomain":             "cluster.local",
+		"cgroupRoot":                cgroupRoot,
+		"nodeStatusUpdateFrequency": "2s",
+		"failSwapOn":                false,
+		"crashLoopBackOff":          map[string]any{"initialContainerRestartPeriod": "1s", "maxContainerRestartPeriod": "2s"},
+		"authentication": map[string]any{
+			"x509":    map[string]any{"clientCAFile": c.CACertFile()},
+			"webhook": map[string]any{"enabled": true, "cacheTTL": "10s"},
+		},
+		"authorization": map[string]any{"mode": "Webhook", "webhook": map[string]any{"cacheAuthorizedTTL": "10s", "cacheUnauthorizedTTL": "1s"}},
+	}
+	if tweak != nil {
+		tweak(cfg)
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	cfgFile := filepath.Join(sd, "kubelet.json")
+	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(sd, "kubelet.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd := exec.Command(bin, "--config="+cfgFile, "--root-dir="+n.RootDir, "--hostname-override="+n.Name,
+		"--node-ip="+n.NodeIP, "--kubeconfig="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd, n.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(n.exited) }()
+	Eventually(t, 60*time.Second, "node "+n.Name+" Ready", func() error {
+		nd, err := n.Admin.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range nd.Status.Conditions {
+			if cond.Type == v1.NodeReady && cond.Status == v1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("not Ready")
+	})
+	return n
+}
+
+// stop stops the kubelet (SIGTERM, then SIGKILL); its pods keep running until teardown.
+func (n *Node) stop() {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		<-n.exited
+	}
+	n.cmd = nil
+}
+
+// Eventually polls cond until it returns nil, failing the test after timeout.
+func Eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// Namespace makes a namespace named prefix-<random> and waits for its default service account.
+func (n *Node) Namespace(t *testing.T, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := name + "-" + RandomHex(t, 3)
+	if _, err := n.Admin.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 30*time.Second, "default service account in "+ns, func() error {
+		_, err := n.Admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	return ns
+}
+
+// RunPod creates a busybox pod (container "main" running script with sh -c) bound to the node
+// and waits until it runs.
+func (n *Node) RunPod(t *testing.T, ns, name, script string) *v1.Pod {
+	t.Helper()
+	return n.RunSpec(t, ns, name, v1.PodSpec{
+		Containers: []v1.Container{{Name: "main", Image: images.Busybox, ImagePullPolicy: v1.PullIfNotPresent, Command: []string{"sh", "-c", script}}},
+	})
+}
+
+// RunSpec creates a pod with spec bound to the node and waits until it runs.
+func (n *Node) RunSpec(t *testing.T, ns, name string, spec v1.PodSpec) *v1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	grace := int64(2)
+	spec.NodeName, spec.TerminationGracePeriodSeconds = n.Name, &grace
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
+	if _, err := n.Admin.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var out *v1.Pod
+	Eventually(t, 90*time.Second, "pod "+ns+"/"+name+" running", func() error {
+		got, err := n.Admin.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got.Status.Phase != v1.PodRunning {
+			return fmt.Errorf("phase %s", got.Status.Phase)
+		}
+		out = got
+		return nil
+	})
+	return out
+}
