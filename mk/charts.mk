@@ -35,7 +35,7 @@ images: bin/kubelet bin/kube-proxy ## component images kubenode/kubelet:<version
 	$(GO) run ./e2e/charts/cmd/kubenode-images -cache $(KUBENODE_CACHE)/agent-images -out bin/images \
 		-kubelet bin/kubelet -kube-proxy bin/kube-proxy
 
-test-charts: helm images controlplane ## helm lint/template of both charts, schema rejections, install/upgrade/uninstall on the real control plane
+test-charts: helm images controlplane ## charts: lint, template (typed, strict config loading), schema rejections, images, install/upgrade/uninstall and the installed kube-proxy running on the real control plane (root)
 	KUBENODE_IMAGES_DIR=$(abspath bin/images) KUBENODE_CHARTS_DIR=$(abspath charts) $(GO) test -count=1 -p 1 -timeout=10m ./e2e/charts/...
 
 TEST_TARGETS += test-charts
