@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -266,6 +267,11 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	path := st.GetStatus().GetLogPath()
 	if path == "" {
 		s.fail(w, r, notFound("container %q in pod %q has no log", name, pod.Name))
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		// Removed with its container, or never written.
+		s.fail(w, r, notFound("log of container %q in pod %q: %v", name, pod.Name, err))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")

@@ -153,6 +153,7 @@ func TestHandlers(t *testing.T) {
 		{"current log", true, "alice", "GET", "/containerLogs/ns/web/app", 200, "second run\n"},
 		{"previous log", true, "alice", "GET", "/containerLogs/ns/web/app?previous=true", 200, "first run\n"},
 		{"timestamps", true, "alice", "GET", "/containerLogs/ns/web/app?timestamps=true", 200, "2026-01-01T00:00:01Z second run\n"},
+		{"log file gone", true, "alice", "GET", "/containerLogs/ns/web/app?previous=true&removeLog=1", 404, "log of container"},
 		{"unknown container", true, "alice", "GET", "/containerLogs/ns/web/nope", 400, "nope"},
 		{"unknown pod", true, "alice", "GET", "/containerLogs/ns/db/app", 404, "ns/db"},
 		{"bad query", true, "alice", "GET", "/containerLogs/ns/web/app?tailLines=x", 400, "tailLines"},
@@ -164,7 +165,12 @@ func TestHandlers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := testServer(t, tc.debugging)
+			s, rt := testServer(t, tc.debugging)
+			if strings.Contains(tc.path, "removeLog") {
+				if err := os.Remove(rt.logPaths["c0"]); err != nil {
+					t.Fatal(err)
+				}
+			}
 			req := httptest.NewRequest(tc.method, tc.path, nil)
 			if tc.user != "" {
 				req.Header.Set("X-Test-User", tc.user)
