@@ -22,10 +22,8 @@ const clusterDNS = "10.96.0.10"
 // Without both binaries in f.BinDir (make up builds them) the node runs no agents, and up
 // lists none.
 func agentProcesses(f nodeFacts) []procSpec {
-	for _, b := range []string{"kubelet", "kube-proxy"} {
-		if _, err := os.Stat(filepath.Join(f.BinDir, b)); err != nil {
-			return nil
-		}
+	if !haveAgents(f.BinDir) {
+		return nil
 	}
 	kubeletDir := filepath.Join(f.StateDir, "kubelet")
 	manifests := filepath.Join(f.StateDir, "manifests")
@@ -62,6 +60,16 @@ func agentProcesses(f nodeFacts) []procSpec {
 			},
 		},
 	}
+}
+
+// haveAgents reports whether binDir holds both node agents.
+func haveAgents(binDir string) bool {
+	for _, b := range []string{"kubelet", "kube-proxy"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // hostIP is the address of the interface with the default route: what the node registers as
