@@ -28,7 +28,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 
 	t.Run("NodeReadyWithin10s", func(t *testing.T) {
 		start := time.Now()
-		eventually(t, 10*time.Second, "node Ready", func() error {
+		n.eventually(t, 10*time.Second, "node Ready", func() error {
 			node, err := n.admin.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -60,7 +60,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 		if c := node.Status.Allocatable[v1.ResourcePods]; c.Value() != 110 {
 			t.Errorf("allocatable pods = %v", c)
 		}
-		eventually(t, 15*time.Second, "node lease", func() error {
+		n.eventually(t, 15*time.Second, "node lease", func() error {
 			l, err := n.admin.CoordinationV1().Leases("kube-node-lease").Get(ctx, n.name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -303,7 +303,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 				return nil
 			})
 		}
-		eventually(t, 15*time.Second, "OutOfcpu event", func() error {
+		n.eventually(t, 15*time.Second, "OutOfcpu event", func() error {
 			evs, err := n.admin.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return err
@@ -366,7 +366,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.waitGone(t, ns, p.Name, 30*time.Second)
-		eventually(t, 10*time.Second, "pod cgroup removed", func() error {
+		n.eventually(t, 10*time.Second, "pod cgroup removed", func() error {
 			for _, d := range dirs {
 				if _, err := os.Stat(d); err == nil {
 					return fmt.Errorf("%s still exists", d)
@@ -434,7 +434,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 	})
 
 	t.Run("LeaseRenewed", func(t *testing.T) {
-		eventually(t, 20*time.Second, "lease renewed", func() error {
+		n.eventually(t, 20*time.Second, "lease renewed", func() error {
 			l, err := n.admin.CoordinationV1().Leases("kube-node-lease").Get(ctx, n.name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -471,7 +471,7 @@ func TestKubeletWithAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "force-deleted pod torn down", func() error {
+		n.eventually(t, 30*time.Second, "force-deleted pod torn down", func() error {
 			sbs, err := rs.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"io.kubernetes.pod.uid": uids[1]}})
 			if err != nil {
 				return err

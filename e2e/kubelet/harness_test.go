@@ -57,6 +57,7 @@ type node struct {
 	cmd     *exec.Cmd
 	logFile *os.File
 	exited  chan struct{}
+	exitErr error
 }
 
 func requireRoot(t *testing.T) {
@@ -264,7 +265,7 @@ func (n *node) startKubelet(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	n.cmd, n.logFile, n.exited = cmd, f, make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(cmd, n.exited)
+	go func(c *exec.Cmd, done chan struct{}) { n.exitErr = c.Wait(); close(done) }(cmd, n.exited)
 }
 
 // stopKubelet stops the kubelet process (SIGTERM, then SIGKILL); its pods keep running.
@@ -297,6 +298,23 @@ func tail(s string, k int) string {
 	return strings.Join(lines, "\n")
 }
 
+// eventually polls cond until it returns nil or the timeout passes; it fails at once when the
+// kubelet process died.
+func (n *node) eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	eventually(t, timeout, what, func() error {
+		if n.cmd != nil {
+			select {
+			case <-n.exited:
+				n.dumpLogs(t)
+				t.Fatalf("%s: the kubelet exited: %v", what, n.exitErr)
+			default:
+			}
+		}
+		return cond()
+	})
+}
+
 // eventually polls cond until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
@@ -321,7 +339,7 @@ func (n *node) namespace(t *testing.T, name string) string {
 	if _, err := n.admin.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "default service account in "+ns, func() error {
+	n.eventually(t, 30*time.Second, "default service account in "+ns, func() error {
 		_, err := n.admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
@@ -356,7 +374,7 @@ func (n *node) getPod(t *testing.T, ns, name string) *v1.Pod {
 func (n *node) waitPod(t *testing.T, ns, name string, timeout time.Duration, what string, check func(*v1.Pod) error) *v1.Pod {
 	t.Helper()
 	var last *v1.Pod
-	eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() error {
+	n.eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() error {
 		p, err := n.admin.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -372,7 +390,7 @@ func (n *node) waitPod(t *testing.T, ns, name string, timeout time.Duration, wha
 
 func (n *node) waitGone(t *testing.T, ns, name string, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, "pod "+ns+"/"+name+" gone", func() error {
+	n.eventually(t, timeout, "pod "+ns+"/"+name+" gone", func() error {
 		_, err := n.admin.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil

@@ -52,7 +52,7 @@ func TestStandaloneStaticPod(t *testing.T) {
 		return k, nil
 	}
 	start := time.Now()
-	eventually(t, 60*time.Second, "static pod container running", func() error {
+	n.eventually(t, 60*time.Second, "static pod container running", func() error {
 		k, err := running()
 		if err != nil {
 			return err
@@ -76,7 +76,7 @@ func TestStandaloneStaticPod(t *testing.T) {
 	if err := os.Remove(filepath.Join(n.staticDir, "web.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "static pod removed from the runtime", func() error {
+	n.eventually(t, 60*time.Second, "static pod removed from the runtime", func() error {
 		sbs, err := rs.ListPodSandbox(ctx, nil)
 		if err != nil {
 			return err
@@ -109,7 +109,7 @@ func TestStaticPodWhileAPIServerUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "static pod running without the API server", func() error {
+	n.eventually(t, 60*time.Second, "static pod running without the API server", func() error {
 		cs, err := rs.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
 		if err != nil {
 			return err
