@@ -15,3 +15,23 @@ bench-kubelet: build controlplane ## kubelet: pod start p50/p99 vs the CRI floor
 
 test-kubeletbench: ## the kubelet benchmark's own unit tests (percentiles, /proc parsing, table and verdicts)
 	$(GO) test -count=1 ./e2e/kubeletbench/...
+
+# Profiling build: the shipped kubelet has no pprof endpoint, so this one adds a file through
+# `go build -overlay` (nothing in the tree changes) that serves /debug/pprof on
+# $KUBENODE_PPROF_ADDR. The bench then saves CPU profiles of the burst and of the loaded idle
+# window and a heap profile, and the top entries are printed.
+KUBELET_PROFILE_DIR := bin/kubelet-profile
+
+bin/kubelet-pprof: FORCE
+	@mkdir -p bin
+	@printf '{"Replace":{"%s":"%s"}}\n' "$(abspath kubelet/cmd/kubelet/zz_bench_pprof.go)" \
+		"$(abspath e2e/kubeletbench/testdata/pprof.go.overlay)" > bin/kubelet-pprof-overlay.json
+	$(GO) build -trimpath -overlay bin/kubelet-pprof-overlay.json -o $@ ./kubelet/cmd/kubelet
+
+.PHONY: bench-kubelet-profile
+bench-kubelet-profile: bin/kubelet-pprof controlplane ## bench-kubelet with pprof: CPU (burst, idle at 100 pods) and heap profiles in bin/kubelet-profile (root)
+	$(GO) run ./e2e/kubeletbench/cmd/kubelet-bench -kubelet bin/kubelet-pprof -controlplane $(KUBENODE_CONTROLPLANE_BIN) \
+		-profile-dir $(KUBELET_PROFILE_DIR)
+	$(GO) tool pprof -top -nodecount=25 bin/kubelet-pprof $(KUBELET_PROFILE_DIR)/burst-cpu.pprof
+	$(GO) tool pprof -top -nodecount=25 bin/kubelet-pprof $(KUBELET_PROFILE_DIR)/idle-cpu.pprof
+	$(GO) tool pprof -top -nodecount=25 -sample_index=inuse_space bin/kubelet-pprof $(KUBELET_PROFILE_DIR)/idle-heap.pprof

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -40,7 +41,11 @@ type Options struct {
 	Window time.Duration
 	// Settle is the wait before each idle window, so start-up work is not counted; default 15 s.
 	Settle time.Duration
-	Log    *zap.Logger
+	// ProfileDir, when set, receives pprof profiles of the kubelet: CPU during the burst and
+	// during the loaded idle window, heap at the end of it. The kubelet must be built with
+	// testdata/pprof.go.overlay (make bench-kubelet-profile does).
+	ProfileDir string
+	Log        *zap.Logger
 }
 
 func (o *Options) validate() error {
@@ -98,6 +103,12 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 		return res, err
 	}
 	defer func() {
+		if o.ProfileDir != "" {
+			n.stopKubelet()
+			if b, rerr := os.ReadFile(filepath.Join(n.stateDir, "kubelet.log")); rerr == nil {
+				_ = os.WriteFile(filepath.Join(o.ProfileDir, "kubelet.log"), b, 0o644)
+			}
+		}
 		log.Info("tearing down")
 		if cerr := n.close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
@@ -152,8 +163,27 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	if err := n.namespace(ctx, benchNamespace); err != nil {
 		return res, err
 	}
+	var prof *profiler
+	var env []string
+	if o.ProfileDir != "" {
+		port, err := freePort()
+		if err != nil {
+			return res, err
+		}
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			return res, fmt.Errorf("profile dir: %w", err)
+		}
+		prof = &profiler{addr: fmt.Sprintf("127.0.0.1:%d", port), dir: o.ProfileDir}
+		env = append(env, "KUBENODE_PPROF_ADDR="+prof.addr)
+	}
 	log.Info("starting the kubelet", zap.String("node", n.name))
-	if err := n.startKubelet(o.KubeletBin, o.IdlePods+10); err != nil {
+	// Profiling runs log at V(3), where client-go names every request its rate limiter held
+	// back for more than 50 ms; the log is kept in the profile dir.
+	verbosity := 0
+	if prof != nil {
+		verbosity = 3
+	}
+	if err := n.startKubelet(o.KubeletBin, o.IdlePods+10, verbosity, env...); err != nil {
 		return res, err
 	}
 	if err := n.waitNodeReady(ctx, 2*time.Minute); err != nil {
@@ -182,6 +212,7 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	for i := range burst {
 		burst[i] = benchPod(benchNamespace, fmt.Sprintf("start-%02d", i), n.name, images.Pause)
 	}
+	prof.fetch(ctx, "profile?seconds=15", "burst-cpu.pprof")
 	made, err := createPods(ctx, n.admin, burst, 0)
 	if err != nil {
 		return res, err
@@ -217,11 +248,20 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 		return res, err
 	}
 	_, restartsBefore := w.count()
+	prof.fetch(ctx, fmt.Sprintf("profile?seconds=%d", int(o.Window.Seconds())), "idle-cpu.pprof")
 	u, err = measureIdle(ctx, pid, o.IdlePods, o.Window, n.kubeletAlive)
 	if err != nil {
 		return res, err
 	}
 	res.Idle = append(res.Idle, u)
+	if err := prof.wait(); err != nil {
+		return res, err
+	}
+	prof.fetch(ctx, "heap", "idle-heap.pprof")
+	prof.fetch(ctx, "goroutine", "idle-goroutine.pprof")
+	if err := prof.wait(); err != nil {
+		return res, err
+	}
 	if _, notReady := w.ready(uidsOf(append(made, filled...))); len(notReady) > 0 {
 		// Churn would be counted as idle cost: say so rather than print a misleading figure.
 		return res, fmt.Errorf("%d pods not Ready after the idle window: %s", len(notReady), w.describe(notReady))

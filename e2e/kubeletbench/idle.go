@@ -14,7 +14,7 @@ func measureIdle(ctx context.Context, pid, pods int, window time.Duration, alive
 		return Usage{}, err
 	}
 	t0 := time.Now()
-	maxRSS := first.RSSBytes
+	peak := first
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	end := time.NewTimer(window)
@@ -31,7 +31,9 @@ func measureIdle(ctx context.Context, pid, pods int, window time.Duration, alive
 			if err != nil {
 				return Usage{}, err
 			}
-			maxRSS = max(maxRSS, s.RSSBytes)
+			if s.RSSBytes > peak.RSSBytes {
+				peak = s
+			}
 		case <-end.C:
 			last, err := ReadProc(pid)
 			if err != nil {
@@ -41,11 +43,16 @@ func measureIdle(ctx context.Context, pid, pods int, window time.Duration, alive
 			if last.CPUTicks < first.CPUTicks {
 				return Usage{}, fmt.Errorf("process %d: CPU ticks went back from %d to %d (pid reused?)", pid, first.CPUTicks, last.CPUTicks)
 			}
+			if last.RSSBytes > peak.RSSBytes {
+				peak = last
+			}
 			return Usage{
-				Pods:     pods,
-				RSSBytes: max(maxRSS, last.RSSBytes),
-				Cores:    usageCores(last.CPUTicks-first.CPUTicks, elapsed),
-				Window:   elapsed,
+				Pods:      pods,
+				RSSBytes:  peak.RSSBytes,
+				AnonBytes: peak.AnonBytes,
+				FileBytes: peak.FileBytes,
+				Cores:     usageCores(last.CPUTicks-first.CPUTicks, elapsed),
+				Window:    elapsed,
 			}, nil
 		}
 	}

@@ -88,7 +88,10 @@ func startNode(ctx context.Context, o Options, log *zap.Logger) (n *node, err er
 		RegistryAddr: n.reg.Addr(),
 		PodCIDR:      fmt.Sprintf("10.246.%d.0/24", octet.Int64()+20),
 		CgroupRoots:  []string{n.cgroupRoot},
-		Log:          log,
+		// Nothing here makes nftables tables; the default prefix ("kubenode") would delete
+		// another node's live tables (a dev node's kube-proxy) at teardown.
+		NFTablePrefixes: []string{"kubenode-bench-" + id},
+		Log:             log,
 	})
 	if err != nil {
 		return n, fmt.Errorf("containerd: %w", err)
@@ -110,8 +113,8 @@ func startNode(ctx context.Context, o Options, log *zap.Logger) (n *node, err er
 }
 
 // startKubelet writes the kubelet's config and starts bin/kubelet against containerd and the
-// control plane, with its output in <stateDir>/kubelet.log.
-func (n *node) startKubelet(bin string, maxPods int) error {
+// control plane, with its output in <stateDir>/kubelet.log and env added to its environment.
+func (n *node) startKubelet(bin string, maxPods int, verbosity int, env ...string) error {
 	kubeconfig, err := n.cluster.NodeKubeconfig(n.name)
 	if err != nil {
 		return err
@@ -139,6 +142,9 @@ func (n *node) startKubelet(bin string, maxPods int) error {
 		"maxPods":                  maxPods,
 		"failSwapOn":               false,
 	}
+	if verbosity > 0 {
+		cfg["logging"] = map[string]any{"verbosity": verbosity}
+	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
@@ -154,7 +160,7 @@ func (n *node) startKubelet(bin string, maxPods int) error {
 	cmd := exec.Command(bin, "--config="+cfgFile, "--root-dir="+n.rootDir, "--hostname-override="+n.name,
 		"--node-ip="+n.nodeIP, "--kubeconfig="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()

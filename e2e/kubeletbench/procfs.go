@@ -15,6 +15,9 @@ const userHZ = 100
 // ProcSample is one reading of a process's resident memory and consumed CPU.
 type ProcSample struct {
 	RSSBytes int64
+	// AnonBytes and FileBytes split RSS: heap, stacks and runtime (anon) against mapped file
+	// pages, mostly the binary's own text (file). Shmem, the rest, is 0 for the kubelet.
+	AnonBytes, FileBytes int64
 	// CPUTicks is utime+stime in USER_HZ ticks.
 	CPUTicks uint64
 }
@@ -29,7 +32,15 @@ func ReadProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("process %d: %w", pid, err)
 	}
-	rss, err := parseVmRSS(string(status))
+	rss, err := statusKB(string(status), "VmRSS")
+	if err != nil {
+		return ProcSample{}, fmt.Errorf("/proc/%d/status: %w", pid, err)
+	}
+	anon, err := statusKB(string(status), "RssAnon")
+	if err != nil {
+		return ProcSample{}, fmt.Errorf("/proc/%d/status: %w", pid, err)
+	}
+	file, err := statusKB(string(status), "RssFile")
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("/proc/%d/status: %w", pid, err)
 	}
@@ -37,28 +48,28 @@ func ReadProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
-	return ProcSample{RSSBytes: rss, CPUTicks: ticks}, nil
+	return ProcSample{RSSBytes: rss, AnonBytes: anon, FileBytes: file, CPUTicks: ticks}, nil
 }
 
-// parseVmRSS returns the VmRSS line of a /proc/<pid>/status text in bytes.
-func parseVmRSS(status string) (int64, error) {
+// statusKB returns the value of a "<key>: <n> kB" line of a /proc/<pid>/status text in bytes.
+func statusKB(status, key string) (int64, error) {
 	sc := bufio.NewScanner(strings.NewReader(status))
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), key+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS: unexpected value %q", strings.TrimSpace(rest))
+			return 0, fmt.Errorf("%s: unexpected value %q", key, strings.TrimSpace(rest))
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("VmRSS: %w", err)
+			return 0, fmt.Errorf("%s: %w", key, err)
 		}
 		return kb * 1024, nil
 	}
-	return 0, fmt.Errorf("no VmRSS line (a zombie or kernel thread?)")
+	return 0, fmt.Errorf("no %s line (a zombie or kernel thread?)", key)
 }
 
 // parseCPUTicks returns utime+stime (fields 14 and 15) of a /proc/<pid>/stat line. The command

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestParseVmRSS(t *testing.T) {
+func TestStatusKB(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
@@ -15,12 +15,13 @@ func TestParseVmRSS(t *testing.T) {
 	}{
 		{"kB to bytes", "Name:\tkubelet\nVmPeak:\t  900 kB\nVmRSS:\t   58236 kB\nRssAnon:\t 40000 kB\n", 58236 * 1024, ""},
 		{"no VmRSS (zombie)", "Name:\tkubelet\nState:\tZ (zombie)\n", 0, "no VmRSS"},
+		{"VmRSSx is another key", "VmRSSx:\t 1 kB\n", 0, "no VmRSS"},
 		{"unknown unit", "VmRSS:\t 12 MB\n", 0, "unexpected value"},
 		{"not a number", "VmRSS:\t x kB\n", 0, "VmRSS"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseVmRSS(tc.in)
+			got, err := statusKB(tc.in, "VmRSS")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
@@ -79,6 +80,9 @@ func TestReadProcSelf(t *testing.T) {
 	}
 	if s.RSSBytes < 1<<20 || s.RSSBytes > 1<<34 {
 		t.Fatalf("RSS %d bytes is not plausible for a Go test binary", s.RSSBytes)
+	}
+	if s.AnonBytes <= 0 || s.FileBytes <= 0 || s.AnonBytes+s.FileBytes > s.RSSBytes {
+		t.Fatalf("RSS split anon %d + file %d does not fit RSS %d", s.AnonBytes, s.FileBytes, s.RSSBytes)
 	}
 	if s.CPUTicks == 0 {
 		t.Fatal("no CPU ticks after a busy loop")

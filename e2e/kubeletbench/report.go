@@ -40,8 +40,8 @@ type Results struct {
 // Usage is the kubelet's resource use over an idle window.
 type Usage struct {
 	Pods int
-	// RSSBytes is the highest VmRSS sampled in the window.
-	RSSBytes int64
+	// RSSBytes is the highest VmRSS sampled in the window; AnonBytes and FileBytes split it.
+	RSSBytes, AnonBytes, FileBytes int64
 	// Cores is (utime+stime) over the window divided by its wall time.
 	Cores  float64
 	Window time.Duration
@@ -116,7 +116,11 @@ func (r Results) Markdown(t Targets) string {
 			rssTarget, rssResult = "<= "+mib(t.MaxRSSBytes), verdict(u.RSSBytes <= t.MaxRSSBytes)
 			cpuTarget, cpuResult = fmt.Sprintf("< %.3f core", t.MaxCores), verdict(u.Cores < t.MaxCores)
 		}
-		row(fmt.Sprintf("kubelet RSS (max VmRSS), %d running pods", u.Pods), mib(u.RSSBytes), rssTarget, rssResult)
+		rss := mib(u.RSSBytes)
+		if u.AnonBytes > 0 || u.FileBytes > 0 {
+			rss += fmt.Sprintf(" (anon %s, file %s)", mib(u.AnonBytes), mib(u.FileBytes))
+		}
+		row(fmt.Sprintf("kubelet RSS (max VmRSS), %d running pods", u.Pods), rss, rssTarget, rssResult)
 		row(fmt.Sprintf("kubelet CPU (average over %s), %d running pods", u.Window.Round(time.Second), u.Pods), fmt.Sprintf("%.3f core", u.Cores), cpuTarget, cpuResult)
 	}
 	return b.String()

@@ -25,6 +25,7 @@ func main() {
 	flag.IntVar(&o.IdlePods, "idle-pods", 100, "running pods for the second idle measurement")
 	flag.DurationVar(&o.Window, "window", 60*time.Second, "length of each idle measurement")
 	flag.DurationVar(&o.Settle, "settle", 15*time.Second, "wait before each idle measurement")
+	flag.StringVar(&o.ProfileDir, "profile-dir", "", "save pprof CPU and heap profiles of the kubelet here (needs a kubelet built with the pprof overlay)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "kubelet-bench: needs root (containerd, CNI, cgroups)")
