@@ -81,6 +81,11 @@ func (m *Manager) setupOne(ctx context.Context, pod *v1.Pod, vol *v1.Volume, gid
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			return "", err
 		}
+		if src.EmptyDir.Medium == v1.StorageMediumMemory {
+			if err := mountTmpfs(dir, src.EmptyDir.SizeLimit); err != nil {
+				return "", err
+			}
+		}
 		// Everyone in the pod may write, whatever user it runs as (upstream does the same).
 		return dir, os.Chmod(dir, 0o777)
 	case src.HostPath != nil:
@@ -374,6 +379,10 @@ func (m *Manager) Teardown(uid types.UID) error {
 		}
 	}
 	m.mu.Unlock()
+	// Memory-backed emptyDirs are tmpfs mounts: unmount before removing.
+	if err := unmountUnder(filepath.Join(m.PodDir(uid), "volumes")); err != nil {
+		return fmt.Errorf("unmount volumes of pod %s: %w", uid, err)
+	}
 	if err := os.RemoveAll(m.PodDir(uid)); err != nil {
 		return fmt.Errorf("remove volumes of pod %s: %w", uid, err)
 	}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -202,5 +204,52 @@ func TestMissingConfigMapNamesIt(t *testing.T) {
 	pod.Spec.Volumes[0].ConfigMap.Optional = &opt
 	if _, err := m.Setup(context.Background(), pod); err != nil {
 		t.Fatalf("optional configMap: %v", err)
+	}
+}
+
+func TestMemoryEmptyDirIsTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mounts a tmpfs)")
+	}
+	m := NewManager(t.TempDir(), &fakeAPI{}, fields, time.Now, zap.NewNop())
+	limit := resource.MustParse("8Mi")
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "mem-uid"}, Spec: v1.PodSpec{Volumes: []v1.Volume{
+		{Name: "cache", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{Medium: v1.StorageMediumMemory, SizeLimit: &limit}}},
+	}}}
+	t.Cleanup(func() { _ = unmountUnder(m.PodDir(pod.UID)) })
+	for i := 0; i < 2; i++ { // a second sync must not stack a second mount
+		if _, err := m.Setup(context.Background(), pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(m.PodDir(pod.UID), "volumes", "kubernetes.io~empty-dir", "cache")
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("filesystem type %x, want tmpfs", st.Type)
+	}
+	if size := int64(st.Blocks) * st.Bsize; size != 8<<20 {
+		t.Errorf("tmpfs size = %d, want the 8Mi sizeLimit", size)
+	}
+	mps, _ := mountPoints()
+	n := 0
+	for _, mp := range mps {
+		if mp == dir {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d mounts at %s, want 1", n, dir)
+	}
+	if err := m.Teardown(pod.UID); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := isMountPoint(dir); ok {
+		t.Error("tmpfs still mounted after teardown")
+	}
+	if _, err := os.Stat(m.PodDir(pod.UID)); !os.IsNotExist(err) {
+		t.Errorf("pod dir left: %v", err)
 	}
 }
