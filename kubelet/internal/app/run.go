@@ -144,7 +144,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	statuses := status.NewManager(client, log.Named("status"))
 	api := apiAccess{client: client}
 	vols := volume.NewManager(rootDir, api, func(pod *v1.Pod, path string) (string, error) {
-		return runtime.FieldRef(pod, path, runtime.PodFacts{HostIPs: hostIPs, NodeName: nodeName})
+		return runtime.FieldRef(pod, path, runtime.PodFacts{HostIPs: hostIPs, NodeName: nodeName}, allocatable)
 	}, time.Now, log.Named("volume"))
 	var cgroups podsync.Cgroups
 	if cfg.CgroupsPerQOS != nil && *cfg.CgroupsPerQOS {

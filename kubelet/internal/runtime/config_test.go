@@ -290,3 +290,26 @@ func TestServiceEnv(t *testing.T) {
 		t.Errorf("env = %v", env)
 	}
 }
+
+func TestFieldRefResourcePath(t *testing.T) {
+	p := testPod()
+	p.Spec.Containers[0].Resources.Limits = v1.ResourceList{v1.ResourceMemory: resource.MustParse("64Mi")}
+	alloc := v1.ResourceList{v1.ResourceCPU: resource.MustParse("2")}
+	cases := []struct{ path, want string }{
+		{"resource:c:limits.memory:1Mi", "64"},
+		{"resource:c:limits.memory:0", "67108864"},
+		{"resource:c:limits.cpu:1", "2"}, // no limit: the node's allocatable
+		{"metadata.name", "web"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			got, err := FieldRef(p, tc.path, PodFacts{}, alloc)
+			if err != nil || got != tc.want {
+				t.Fatalf("FieldRef(%q) = %q, %v; want %q", tc.path, got, err, tc.want)
+			}
+		})
+	}
+	if _, err := FieldRef(p, "resource:nope:limits.cpu:1", PodFacts{}, alloc); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("unknown container: err = %v", err)
+	}
+}

@@ -178,8 +178,28 @@ func fieldRef(pod *v1.Pod, path string, facts PodFacts) (string, error) {
 	return "", fmt.Errorf("unsupported fieldPath %q", path)
 }
 
-// FieldRef is the exported form for the downward API volume.
-func FieldRef(pod *v1.Pod, path string, facts PodFacts) (string, error) {
+// FieldRef is the exported form for the downward API volume. Paths of the form
+// "resource:<container>:<resource>:<divisor>" read a container's requests or limits.
+func FieldRef(pod *v1.Pod, path string, facts PodFacts, alloc v1.ResourceList) (string, error) {
+	if rest, ok := strings.CutPrefix(path, "resource:"); ok {
+		parts := strings.SplitN(rest, ":", 3)
+		if len(parts) != 3 || parts[0] == "" {
+			return "", fmt.Errorf("resourceFieldRef %q: containerName is required in a volume", rest)
+		}
+		c, found := FindContainer(pod, parts[0])
+		if !found {
+			return "", fmt.Errorf("resourceFieldRef: no container %q", parts[0])
+		}
+		sel := &v1.ResourceFieldSelector{ContainerName: parts[0], Resource: parts[1]}
+		if parts[2] != "" && parts[2] != "0" {
+			d, err := resource.ParseQuantity(parts[2])
+			if err != nil {
+				return "", fmt.Errorf("resourceFieldRef divisor %q: %w", parts[2], err)
+			}
+			sel.Divisor = d
+		}
+		return resourceFieldRef(pod, c, sel, alloc)
+	}
 	return fieldRef(pod, path, facts)
 }
 

@@ -27,8 +27,15 @@ type API interface {
 	CreateToken(ctx context.Context, namespace, serviceAccount string, req *authv1.TokenRequest) (*authv1.TokenRequest, error)
 }
 
-// FieldResolver resolves downward-API fields (shared with env resolution).
+// FieldResolver resolves downward-API fields (shared with env resolution). Resource fields
+// come as ResourceFieldPath strings.
 type FieldResolver func(pod *v1.Pod, fieldPath string) (string, error)
+
+// ResourceFieldPath encodes a resourceFieldRef for a FieldResolver:
+// "resource:<container>:<resource>:<divisor>".
+func ResourceFieldPath(r *v1.ResourceFieldSelector) string {
+	return "resource:" + r.ContainerName + ":" + r.Resource + ":" + r.Divisor.String()
+}
 
 // Manager sets up and tears down pod volumes under <root>/pods/<uid>/volumes.
 type Manager struct {
@@ -245,7 +252,7 @@ func (m *Manager) downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile,
 				val = v
 			}
 		case it.ResourceFieldRef != nil:
-			v, err := m.fields(pod, "resource:"+it.ResourceFieldRef.ContainerName+":"+it.ResourceFieldRef.Resource)
+			v, err := m.fields(pod, ResourceFieldPath(it.ResourceFieldRef))
 			if err != nil {
 				return nil, fmt.Errorf("downwardAPI item %q: %w", it.Path, err)
 			}
