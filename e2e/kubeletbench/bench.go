@@ -228,6 +228,7 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	res.BoundToReady = latencies(made, readyAt)
 	res.BoundToRunning = latencies(made, runAt)
 	res.BoundToCreated = latencies(made, createdAt)
+	res.CreateSpread = spread(made)
 	res.RunningToReady = between(made, runAt, readyAt)
 
 	more := o.IdlePods - o.Pods

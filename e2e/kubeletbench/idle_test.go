@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,15 +33,11 @@ func TestUsageCores(t *testing.T) {
 
 func TestMeasureIdle(t *testing.T) {
 	t.Run("counts the CPU the process uses", func(t *testing.T) {
-		stop := make(chan struct{})
-		defer close(stop)
+		// A busy goroutine, so the process surely uses CPU in the window.
+		var stop atomic.Bool
+		defer stop.Store(true)
 		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 			}
 		}()
 		u, err := measureIdle(context.Background(), os.Getpid(), 7, 1500*time.Millisecond, func() error { return nil })

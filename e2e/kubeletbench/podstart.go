@@ -292,3 +292,20 @@ func between(pods []created, from, to map[types.UID]time.Time) []time.Duration {
 	}
 	return out
 }
+
+// spread is the time between the first and the last pod's bound time.
+func spread(pods []created) time.Duration {
+	if len(pods) == 0 {
+		return 0
+	}
+	lo, hi := pods[0].boundAt, pods[0].boundAt
+	for _, p := range pods[1:] {
+		if p.boundAt.Before(lo) {
+			lo = p.boundAt
+		}
+		if p.boundAt.After(hi) {
+			hi = p.boundAt
+		}
+	}
+	return hi.Sub(lo)
+}

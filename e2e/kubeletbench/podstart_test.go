@@ -81,3 +81,14 @@ func TestBetween(t *testing.T) {
 		t.Fatalf("between = %v, want [200ms 100ms] (c lacks a from-event)", got)
 	}
 }
+
+func TestSpread(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pods := []created{{boundAt: t0.Add(40 * time.Millisecond)}, {boundAt: t0}, {boundAt: t0.Add(250 * time.Millisecond)}}
+	if got := spread(pods); got != 250*time.Millisecond {
+		t.Fatalf("spread = %v, want 250ms (first to last, in any order)", got)
+	}
+	if got := spread(nil); got != 0 {
+		t.Fatalf("spread of nothing = %v", got)
+	}
+}

@@ -29,6 +29,9 @@ type Results struct {
 	// volumes, pod cgroup, RunPodSandbox) and the part after.
 	BoundToCreated  []time.Duration
 	CRIFloorCreated []time.Duration
+	// CreateSpread is how far apart the burst's Create calls returned (first to last): the
+	// kubelet sees the pods that much less "at once" than the CRI floor's pods.
+	CreateSpread time.Duration
 	// CRISingle is one pod alone over CRI, after a warm-up pod: the floor without contention.
 	CRISingle time.Duration
 	// LoadAvgEnd is the machine's load average when the measurements ended.
@@ -104,6 +107,9 @@ func (r Results) Markdown(t Targets) string {
 	if len(r.BoundToCreated) > 0 && len(r.CRIFloorCreated) > 0 {
 		row(fmt.Sprintf("split: kubelet bound -> container created (CRI), p50 of %d", n), ms(Percentile(r.BoundToCreated, 50)), "", "")
 		row(fmt.Sprintf("split: CRI floor RunPodSandbox -> container created, p50 of %d", n), ms(Percentile(r.CRIFloorCreated, 50)), "", "")
+	}
+	if r.CreateSpread > 0 {
+		row(fmt.Sprintf("API creates of the %d pods returned within", n), ms(r.CreateSpread), "", "")
 	}
 	if r.CRISingle > 0 {
 		row("CRI floor, 1 pod alone: RunPodSandbox -> running", ms(r.CRISingle), "", "")
