@@ -101,11 +101,10 @@ func (o Options) resolve() (record, error) {
 func defaultRecord(stateDir string) record {
 	id := envID(stateDir)
 	return record{
-		StateDir:        stateDir,
-		NetworkName:     "kubenode-" + id,
-		BridgeName:      "kn-" + id,
-		PodCIDR:         DefaultPodCIDR,
-		NFTablePrefixes: []string{DefaultNFTablePrefix},
+		StateDir:    stateDir,
+		NetworkName: "kubenode-" + id,
+		BridgeName:  "kn-" + id,
+		PodCIDR:     DefaultPodCIDR,
 	}
 }
 

@@ -32,7 +32,7 @@ func TestOptionsResolve(t *testing.T) {
 				if len(r.BridgeName) > maxLinkNameLen {
 					t.Errorf("bridge name %q longer than a link name may be", r.BridgeName)
 				}
-				if r.StateDir != "/tmp/a" || r.PodCIDR != DefaultPodCIDR || len(r.NFTablePrefixes) != 1 {
+				if r.StateDir != "/tmp/a" || r.PodCIDR != DefaultPodCIDR || len(r.NFTablePrefixes) != 0 {
 					t.Errorf("defaults: %+v", r)
 				}
 			},

@@ -40,7 +40,10 @@ type Options struct {
 	// the node's kubelet creates pods under; Teardown removes those trees in every hierarchy.
 	CgroupRoots []string
 	// NFTablePrefixes name the nftables tables (in the host network namespace) that belong to
-	// this node, e.g. ones a kube-proxy made; Teardown deletes them. Default: {"kubenode"}.
+	// this node, e.g. ones a kube-proxy made; Teardown deletes them. Default: none, because the
+	// host namespace is shared: a default would delete another node's live tables (a dev node's
+	// kube-proxy) whenever any suite tears down. A node that runs kube-proxy on the host passes
+	// DefaultNFTablePrefix.
 	NFTablePrefixes []string
 	// ContainerdPath is the containerd binary; empty means "containerd" from PATH.
 	ContainerdPath string

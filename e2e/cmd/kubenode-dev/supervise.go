@@ -69,8 +69,10 @@ func supervise(ctx context.Context, o options) error {
 		RegistryAddr: reg.Addr(),
 		PodCIDR:      o.podCIDR,
 		CgroupRoots:  []string{o.cgroupRoot},
-		Output:       ctrLog,
-		Log:          log,
+		// The dev node's kube-proxy runs on the host: its tables are this node's to remove.
+		NFTablePrefixes: []string{nodeenv.DefaultNFTablePrefix},
+		Output:          ctrLog,
+		Log:             log,
 	})
 	if err != nil {
 		return fmt.Errorf("node environment: %w (log: %s)", err, l.log("containerd"))
