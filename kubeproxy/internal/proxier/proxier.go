@@ -231,7 +231,8 @@ func (p *Proxier) OnNodeUpdate(node *v1.Node) {
 
 // Run syncs until ctx ends. It waits for the Service and EndpointSlice
 // informers to sync, makes one full sync, then syncs on changes (at most once
-// per MinSyncPeriod), fully every SyncPeriod, and retries failures with
+// per MinSyncPeriod on average, with a burst of two like upstream's runner, so a
+// change arriving just after a sync is not held back a whole period), fully every SyncPeriod, and retries failures with
 // back-off, fully. It never flushes rules on errors or when the API server
 // is unreachable: without events, nothing changes.
 func (p *Proxier) Run(ctx context.Context) error {
@@ -250,12 +251,14 @@ func (p *Proxier) Run(ctx context.Context) error {
 	}
 	fullTimer := time.NewTimer(p.cfg.SyncPeriod)
 	defer fullTimer.Stop()
-	var lastSync time.Time
+	// The two most recent sync start times: a sync may start once the older
+	// one is MinSyncPeriod ago (a burst of two).
+	var recent [2]time.Time
 	needSync, full := true, true
 	backoff := time.Duration(0)
 	for {
 		if needSync {
-			wait := time.Until(lastSync.Add(p.cfg.MinSyncPeriod))
+			wait := time.Until(recent[0].Add(p.cfg.MinSyncPeriod))
 			wait = max(wait, backoff)
 			if wait > 0 {
 				t := time.NewTimer(wait)
@@ -273,7 +276,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 			if full {
 				fullTimer.Reset(p.cfg.SyncPeriod)
 			}
-			lastSync = time.Now()
+			recent[0], recent[1] = recent[1], time.Now()
 			if err := p.sync(ctx, full); err != nil {
 				if ctx.Err() != nil {
 					return nil

@@ -235,20 +235,27 @@ func TestRunnerWaitsForSyncThenPartialSyncs(t *testing.T) {
 	h.health.mu.Unlock()
 }
 
-func TestRunnerMinSyncPeriodCoalesces(t *testing.T) {
+func TestRunnerMinSyncPeriodBurstsTwoThenCoalesces(t *testing.T) {
 	h := start(t, Config{SyncPeriod: time.Hour, MinSyncPeriod: 300 * time.Millisecond}, Deps{})
 	h.p.OnServicesSynced()
 	h.p.OnEndpointSlicesSynced()
 	first := h.dp.next(t, time.Second)
-	for i, n := range []string{"a", "b", "c"} {
-		h.p.OnServiceUpdate(nil, service(n, "10.96.0."+string(rune('1'+i)), v1.ProtocolTCP))
+	// A change right after a sync is not held back: the runner allows a burst of two.
+	h.p.OnServiceUpdate(nil, service("a", "10.96.0.1", v1.ProtocolTCP))
+	second := h.dp.next(t, time.Second)
+	if gap := second.at.Sub(first.at); gap >= 300*time.Millisecond {
+		t.Errorf("second sync %s after the first, want it at once (burst of two)", gap)
 	}
-	second := h.dp.next(t, 2*time.Second)
-	if gap := second.at.Sub(first.at); gap < 300*time.Millisecond {
-		t.Errorf("syncs %s apart, want >= minSyncPeriod 300ms", gap)
+	// A third sync waits until minSyncPeriod after the first, coalescing what arrives meanwhile.
+	for i, n := range []string{"b", "c"} {
+		h.p.OnServiceUpdate(nil, service(n, "10.96.0."+string(rune('2'+i)), v1.ProtocolTCP))
 	}
-	if len(second.changed) != 3 {
-		t.Errorf("changed = %v, want all three coalesced into one sync", second.changed)
+	third := h.dp.next(t, 2*time.Second)
+	if gap := third.at.Sub(first.at); gap < 300*time.Millisecond {
+		t.Errorf("third sync %s after the first, want >= minSyncPeriod 300ms", gap)
+	}
+	if len(third.changed) != 2 {
+		t.Errorf("changed = %v, want b and c coalesced into one sync", third.changed)
 	}
 	h.dp.none(t, 400*time.Millisecond)
 }
