@@ -4,8 +4,6 @@
 package kubeletconfig
 
 import (
-	"fmt"
-
 	v1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
 	"github.com/kubenode/kubenode/common/config"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
@@ -22,62 +20,29 @@ func Load(path string) (*v1alpha1.KubeletConfiguration, []string, error) {
 // command line overrides file values; validation then judges the final configuration. An empty path
 // means no file: the configuration comes from override and defaults alone.
 func LoadWithOverrides(path string, override func(*v1alpha1.KubeletConfiguration) error) (*v1alpha1.KubeletConfiguration, []string, error) {
-	cfg := &v1alpha1.KubeletConfiguration{}
-	var (
-		warnings []string
-		problems []config.Problem
-		line     func(string) int
-	)
-	source := "kubelet configuration from flags"
-	if path != "" {
-		source = path
-		f, err := config.Read(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		line = f.Line
-		warnings, problems = decode(f, cfg)
-	}
-	var fromFlags func(string) bool
-	if override != nil {
-		snap, err := config.Take(cfg)
-		if err != nil {
-			return nil, warnings, err
-		}
-		if err := override(cfg); err != nil {
-			return nil, warnings, err
-		}
-		if fromFlags, err = snap.Changed(cfg); err != nil {
-			return nil, warnings, err
-		}
-	}
-	v1alpha1.SetDefaults(cfg)
-	problems = append(problems, config.FieldProblems(v1alpha1.Validate(cfg), problems, line, fromFlags)...)
-	if err := config.NewError(source, problems); err != nil {
-		return nil, warnings, err
-	}
-	return cfg, warnings, nil
+	return format().LoadFile(path, override)
 }
 
-// decode dispatches on apiVersion and kind.
-func decode(f *config.File, cfg *v1alpha1.KubeletConfiguration) ([]string, []config.Problem) {
-	apiVersion, kind := f.TypeMeta()
-	switch {
-	case apiVersion == v1alpha1.APIVersion && kind == v1alpha1.Kind:
-		return nil, f.Decode(cfg)
-	case apiVersion == UpstreamAPIVersion && kind == v1alpha1.Kind:
-		var up kubeletv1beta1.KubeletConfiguration
-		problems := f.Decode(&up)
-		warnings, unsupported := config.CheckForeign(&up, UpstreamFields(), f)
-		fromUpstream(&up, cfg)
-		return warnings, append(problems, unsupported...)
+// format describes the file; a function rather than a package variable, so nothing is shared.
+func format() config.Format[v1alpha1.KubeletConfiguration] {
+	return config.Format[v1alpha1.KubeletConfiguration]{
+		Component:          "kubelet",
+		APIVersion:         v1alpha1.APIVersion,
+		Kind:               v1alpha1.Kind,
+		UpstreamAPIVersion: UpstreamAPIVersion,
+		DecodeUpstream:     decodeUpstream,
+		SetDefaults:        v1alpha1.SetDefaults,
+		Validate:           v1alpha1.Validate,
 	}
-	msg := fmt.Sprintf("apiVersion %q with kind %q is not a kubelet configuration; use apiVersion %s or %s with kind %s",
-		apiVersion, kind, v1alpha1.APIVersion, UpstreamAPIVersion, v1alpha1.Kind)
-	if apiVersion == "" || kind == "" {
-		msg = fmt.Sprintf("apiVersion and kind are required: apiVersion %s (or %s), kind %s", v1alpha1.APIVersion, UpstreamAPIVersion, v1alpha1.Kind)
-	}
-	return nil, []config.Problem{{Field: "apiVersion", Line: f.Line("apiVersion"), Message: msg}}
+}
+
+// decodeUpstream decodes kubelet.config.k8s.io/v1beta1 strictly and converts what kubenode supports.
+func decodeUpstream(f *config.File, cfg *v1alpha1.KubeletConfiguration) ([]string, []config.Problem) {
+	var up kubeletv1beta1.KubeletConfiguration
+	problems := f.Decode(&up)
+	warnings, unsupported := config.CheckForeign(&up, UpstreamFields(), f)
+	fromUpstream(&up, cfg)
+	return warnings, append(problems, unsupported...)
 }
 
 // fromUpstream copies the fields that UpstreamFields marks Supported. Zero upstream values mean

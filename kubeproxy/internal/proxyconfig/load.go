@@ -22,67 +22,36 @@ func Load(path string) (*proxyv1alpha1.KubeProxyConfiguration, []string, error) 
 // command line overrides file values; validation then judges the final configuration. An empty path
 // means no file: the configuration comes from override and defaults alone.
 func LoadWithOverrides(path string, override func(*proxyv1alpha1.KubeProxyConfiguration) error) (*proxyv1alpha1.KubeProxyConfiguration, []string, error) {
-	cfg := &proxyv1alpha1.KubeProxyConfiguration{}
-	var (
-		warnings []string
-		problems []config.Problem
-		line     func(string) int
-	)
-	source := "kube-proxy configuration from flags"
-	if path != "" {
-		source = path
-		f, err := config.Read(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		line = f.Line
-		warnings, problems = decode(f, cfg)
-	}
-	var fromFlags func(string) bool
-	if override != nil {
-		snap, err := config.Take(cfg)
-		if err != nil {
-			return nil, warnings, err
-		}
-		if err := override(cfg); err != nil {
-			return nil, warnings, err
-		}
-		if fromFlags, err = snap.Changed(cfg); err != nil {
-			return nil, warnings, err
-		}
-	}
-	proxyv1alpha1.SetDefaults(cfg)
-	problems = append(problems, config.FieldProblems(proxyv1alpha1.Validate(cfg), problems, line, fromFlags)...)
-	if err := config.NewError(source, problems); err != nil {
-		return nil, warnings, err
-	}
-	return cfg, warnings, nil
+	return format().LoadFile(path, override)
 }
 
-func decode(f *config.File, cfg *proxyv1alpha1.KubeProxyConfiguration) ([]string, []config.Problem) {
-	apiVersion, kind := f.TypeMeta()
-	switch {
-	case apiVersion == proxyv1alpha1.APIVersion && kind == proxyv1alpha1.Kind:
-		return nil, f.Decode(cfg)
-	case apiVersion == UpstreamAPIVersion && kind == proxyv1alpha1.Kind:
-		var up upstreamv1alpha1.KubeProxyConfiguration
-		problems := f.Decode(&up)
-		warnings, unsupported := config.CheckForeign(&up, UpstreamFields(), f)
-		problems = append(problems, unsupported...)
-		if up.Mode == "iptables" || up.Mode == "kernelspace" {
-			problems = append(problems, config.Problem{Field: "mode", Line: f.Line("mode"),
-				Message: fmt.Sprintf("mode %q is not supported by kubenode: use %q (the default) or %q", up.Mode, proxyv1alpha1.ProxyModeNFTables, proxyv1alpha1.ProxyModeIPVS)})
-			up.Mode = ""
-		}
-		fromUpstream(&up, cfg)
-		return warnings, problems
+// format describes the file; a function rather than a package variable, so nothing is shared.
+func format() config.Format[proxyv1alpha1.KubeProxyConfiguration] {
+	return config.Format[proxyv1alpha1.KubeProxyConfiguration]{
+		Component:          "kube-proxy",
+		APIVersion:         proxyv1alpha1.APIVersion,
+		Kind:               proxyv1alpha1.Kind,
+		UpstreamAPIVersion: UpstreamAPIVersion,
+		DecodeUpstream:     decodeUpstream,
+		SetDefaults:        proxyv1alpha1.SetDefaults,
+		Validate:           proxyv1alpha1.Validate,
 	}
-	msg := fmt.Sprintf("apiVersion %q with kind %q is not a kube-proxy configuration; use apiVersion %s or %s with kind %s",
-		apiVersion, kind, proxyv1alpha1.APIVersion, UpstreamAPIVersion, proxyv1alpha1.Kind)
-	if apiVersion == "" || kind == "" {
-		msg = fmt.Sprintf("apiVersion and kind are required: apiVersion %s (or %s), kind %s", proxyv1alpha1.APIVersion, UpstreamAPIVersion, proxyv1alpha1.Kind)
+}
+
+// decodeUpstream decodes kubeproxy.config.k8s.io/v1alpha1 strictly and converts what kubenode
+// supports; the iptables and kernelspace modes are refused by name.
+func decodeUpstream(f *config.File, cfg *proxyv1alpha1.KubeProxyConfiguration) ([]string, []config.Problem) {
+	var up upstreamv1alpha1.KubeProxyConfiguration
+	problems := f.Decode(&up)
+	warnings, unsupported := config.CheckForeign(&up, UpstreamFields(), f)
+	problems = append(problems, unsupported...)
+	if up.Mode == "iptables" || up.Mode == "kernelspace" {
+		problems = append(problems, config.Problem{Field: "mode", Line: f.Line("mode"),
+			Message: fmt.Sprintf("mode %q is not supported by kubenode: use %q (the default) or %q", up.Mode, proxyv1alpha1.ProxyModeNFTables, proxyv1alpha1.ProxyModeIPVS)})
+		up.Mode = ""
 	}
-	return nil, []config.Problem{{Field: "apiVersion", Line: f.Line("apiVersion"), Message: msg}}
+	fromUpstream(&up, cfg)
+	return warnings, problems
 }
 
 // fromUpstream copies the fields that UpstreamFields marks Supported. Zero upstream values mean
