@@ -1,11 +1,13 @@
 // Package volume sets up the volumes of a pod on the node: emptyDir, hostPath, configMap,
 // secret, downwardAPI and projected (service account tokens from TokenRequest, the
 // kube-root-ca.crt ConfigMap, the namespace). Contents that come from the API are written
-// atomically and refreshed on every sync.
+// atomically; ConfigMaps and Secrets are read through a TTL cache (ObjectTTL) and a volume is
+// rewritten only when its contents changed.
 package volume
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,19 +41,24 @@ func ResourceFieldPath(r *v1.ResourceFieldSelector) string {
 
 // Manager sets up and tears down pod volumes under <root>/pods/<uid>/volumes.
 type Manager struct {
-	root   string
-	api    API
-	fields FieldResolver
-	log    *zap.Logger
-	now    func() time.Time
+	root    string
+	api     API
+	objects *objectCache
+	fields  FieldResolver
+	log     *zap.Logger
+	now     func() time.Time
 
-	mu     sync.Mutex
-	tokens map[string]*authv1.TokenRequest // key: pod uid/volume/audience
+	mu      sync.Mutex
+	tokens  map[string]*authv1.TokenRequest // key: pod uid/volume/audience
+	written map[string][sha256.Size]byte    // volume dir -> digest of the payload last written there
 }
 
 // NewManager returns a volume manager rooted at the kubelet's root dir.
 func NewManager(root string, api API, fields FieldResolver, now func() time.Time, log *zap.Logger) *Manager {
-	return &Manager{root: root, api: api, fields: fields, log: log, now: now, tokens: map[string]*authv1.TokenRequest{}}
+	return &Manager{
+		root: root, api: api, objects: newObjectCache(api, ObjectTTL, now), fields: fields, log: log, now: now,
+		tokens: map[string]*authv1.TokenRequest{}, written: map[string][sha256.Size]byte{},
+	}
 }
 
 // PodDir is the pod's directory on the node.
@@ -134,10 +141,38 @@ func mode(m *int32) os.FileMode {
 
 func (m *Manager) write(uid types.UID, plugin, name string, payload map[string]File, gid int) (string, error) {
 	dir := m.volDir(uid, plugin, name)
+	// Most syncs change nothing: compare with what this kubelet last wrote instead of reading
+	// the volume back. ..data must still be there (a restarted kubelet or a removed dir writes).
+	sum := digest(payload, gid)
+	m.mu.Lock()
+	last, ok := m.written[dir]
+	m.mu.Unlock()
+	if ok && last == sum {
+		if _, err := os.Lstat(filepath.Join(dir, dataLink)); err == nil {
+			return dir, nil
+		}
+	}
 	if _, err := WriteAtomic(dir, payload, gid); err != nil {
 		return "", err
 	}
+	m.mu.Lock()
+	m.written[dir] = sum
+	m.mu.Unlock()
 	return dir, nil
+}
+
+// digest identifies a payload: paths, modes, contents and the owning group.
+func digest(payload map[string]File, gid int) [sha256.Size]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "gid=%d\n", gid)
+	for _, p := range sortedKeys(payload) {
+		f := payload[p]
+		fmt.Fprintf(h, "%q %o %d\n", p, f.Mode, len(f.Data))
+		h.Write(f.Data)
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 func hostPath(hp *v1.HostPathVolumeSource) (string, error) {
@@ -201,7 +236,7 @@ func keyItems[V any](data map[string]V, items []v1.KeyToPath, def os.FileMode, c
 }
 
 func (m *Manager) configMapPayload(ctx context.Context, ns, name string, items []v1.KeyToPath, optional *bool, def os.FileMode) (map[string]File, error) {
-	cm, err := m.api.ConfigMap(ctx, ns, name)
+	cm, err := m.objects.ConfigMap(ctx, ns, name)
 	if err != nil {
 		if optional != nil && *optional {
 			return map[string]File{}, nil
@@ -219,7 +254,7 @@ func (m *Manager) configMapPayload(ctx context.Context, ns, name string, items [
 }
 
 func (m *Manager) secretPayload(ctx context.Context, ns, name string, items []v1.KeyToPath, optional *bool, def os.FileMode) (map[string]File, error) {
-	s, err := m.api.Secret(ctx, ns, name)
+	s, err := m.objects.Secret(ctx, ns, name)
 	if err != nil {
 		if optional != nil && *optional {
 			return map[string]File{}, nil
@@ -383,6 +418,12 @@ func (m *Manager) Teardown(uid types.UID) error {
 	for k := range m.tokens {
 		if strings.HasPrefix(k, string(uid)+"/") {
 			delete(m.tokens, k)
+		}
+	}
+	podDir := m.PodDir(uid) + string(filepath.Separator)
+	for dir := range m.written {
+		if strings.HasPrefix(dir, podDir) {
+			delete(m.written, dir)
 		}
 	}
 	m.mu.Unlock()
