@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	remote "k8s.io/cri-client/pkg"
@@ -79,16 +80,24 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	log.Info("container runtime", zap.String("name", rtName), zap.String("version", rtVersion))
 
 	// API client (none when standalone).
-	var client kubernetes.Interface
+	var client, eventClient kubernetes.Interface
 	if o.Kubeconfig != "" {
 		rc, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 		if err != nil {
 			return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)
 		}
 		rc.UserAgent = "kubenode-kubelet/" + version.Get(Component).Version
-		// Upstream's kubeAPIQPS/kubeAPIBurst: status patches, events, tokens and the lease share it.
+		// Upstream's kubeAPIQPS/kubeAPIBurst: status patches, tokens, volume objects and the lease share it.
 		rc.QPS, rc.Burst = 50, 100
 		client, err = kubernetes.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)
+		}
+		// Events get their own limiter (upstream's eventRecordQPS/eventBurst) so a burst of pod
+		// starts does not queue status patches and TokenRequests behind its events.
+		erc := rest.CopyConfig(rc)
+		erc.QPS, erc.Burst = 50, 100
+		eventClient, err = kubernetes.NewForConfig(erc)
 		if err != nil {
 			return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)
 		}
@@ -155,7 +164,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 			cgroups = cg
 		}
 	}
-	recorder, stopEvents := eventRecorder(client, nodeName)
+	recorder, stopEvents := eventRecorder(eventClient, nodeName)
 	defer stopEvents()
 
 	var services *podsource.Services

@@ -158,10 +158,19 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 		}
 		e.sandboxCfg = cfg
 	}
-	e.event(v1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
-	imageRef, err := e.s.d.Images.EnsureImage(ctx, e.pod, c, e.sandboxCfg)
+	// Like upstream: Pulling/Pulled around a real pull, only Pulled when the image is present.
+	var pullStart time.Time
+	imageRef, err := e.s.d.Images.EnsureImageNotify(ctx, e.pod, c, e.sandboxCfg, func() {
+		pullStart = e.s.d.Now()
+		e.event(v1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
+	})
 	if err != nil {
 		return fail(runtime.ReasonErrImagePull, err)
+	}
+	if pullStart.IsZero() {
+		e.event(v1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
+	} else {
+		e.event(v1.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s", c.Image, e.s.d.Now().Sub(pullStart).Round(time.Millisecond)))
 	}
 	facts := runtime.PodFacts{PodIPs: e.podIPs, HostIPs: e.s.d.Node.HostIPs, NodeName: e.s.d.Node.Name}
 	if e.pod.Spec.HostNetwork {

@@ -46,7 +46,9 @@ type Runtime interface {
 
 // Images makes images present.
 type Images interface {
-	EnsureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error)
+	// EnsureImageNotify calls pulling (when not nil) just before it pulls; an image already
+	// present is not pulled.
+	EnsureImageNotify(ctx context.Context, pod *v1.Pod, c *v1.Container, sandbox *runtimeapi.PodSandboxConfig, pulling func()) (string, error)
 }
 
 // Volumes sets up and tears down pod volumes.

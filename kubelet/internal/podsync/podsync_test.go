@@ -3,6 +3,7 @@ package podsync
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	critest "k8s.io/cri-api/pkg/apis/testing"
 
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
@@ -236,5 +238,50 @@ func TestSyncRejectedPodFails(t *testing.T) {
 		if c == "RunPodSandbox" {
 			t.Fatal("a rejected pod got a sandbox")
 		}
+	}
+}
+
+func TestImageEvents(t *testing.T) {
+	tests := []struct {
+		name  string
+		image string
+		want  []string
+	}{
+		{name: "present image: Pulled only", image: "busybox:1.36", want: []string{
+			`Normal Pulled Container image "busybox:1.36" already present on machine`,
+		}},
+		{name: "missing image: Pulling then Pulled", image: "example.com/app:1.0", want: []string{
+			`Normal Pulling Pulling image "example.com/app:1.0"`,
+			`Normal Pulled Successfully pulled image "example.com/app:1.0" in `,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			rec := record.NewFakeRecorder(100)
+			e.syncer.d.Recorder = rec
+			p := newPod()
+			p.Spec.Containers = p.Spec.Containers[:1]
+			p.Spec.Containers[0].Image = tc.image
+			e.pods.pods[p.UID] = p
+			if _, err := e.syncer.Sync(context.Background(), p.UID); err != nil {
+				t.Fatal(err)
+			}
+			close(rec.Events)
+			var got []string
+			for ev := range rec.Events {
+				if strings.Contains(ev, " Pull") {
+					got = append(got, ev)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("image events %q, want %q", got, tc.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Errorf("event %d = %q, want %q...", i, got[i], tc.want[i])
+				}
+			}
+		})
 	}
 }

@@ -59,6 +59,12 @@ func NewPuller(images internalapi.ImageManagerService, objs Objects, now func() 
 // EnsureImage makes the container's image present according to its pull policy and returns the
 // image reference to create the container from.
 func (p *Puller) EnsureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error) {
+	return p.EnsureImageNotify(ctx, pod, c, sandbox, nil)
+}
+
+// EnsureImageNotify is EnsureImage that calls pulling (when not nil) just before a pull starts,
+// so the caller can tell a pull from an image already present (the Pulling/Pulled events).
+func (p *Puller) EnsureImageNotify(ctx context.Context, pod *v1.Pod, c *v1.Container, sandbox *runtimeapi.PodSandboxConfig, pulling func()) (string, error) {
 	if c.Image == "" {
 		return "", &ContainerError{Reason: ReasonInvalidImageName, Message: "container has no image"}
 	}
@@ -96,6 +102,9 @@ func (p *Puller) EnsureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 	var ref string
 	if len(auths) == 0 {
 		auths = []*runtimeapi.AuthConfig{nil}
+	}
+	if pulling != nil {
+		pulling()
 	}
 	for _, a := range auths {
 		ref, err = p.images.PullImage(ctx, spec, a, sandbox)
