@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"math/big"
@@ -12,6 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // TestDevNodeUpDemoDown drives kubenode-dev as make up / make down do, with bin/kubelet and
@@ -95,6 +101,8 @@ func TestDevNodeUpDemoDown(t *testing.T) {
 		}
 	}
 
+	checkKubectlLogs(t, out)
+
 	if out, err := run("down"); err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
@@ -113,6 +121,43 @@ func TestDevNodeUpDemoDown(t *testing.T) {
 		if e.Name() != "logs" {
 			t.Errorf("%s left in the state dir after down", e.Name())
 		}
+	}
+}
+
+// checkKubectlLogs reads a demo pod's log the way kubectl logs does (the API server's pods/log
+// proxies to the kubelet's :10250 with its client certificate), with the kubeconfig up printed.
+func checkKubectlLogs(t *testing.T, upOut string) {
+	t.Helper()
+	var kubeconfig string
+	for _, line := range strings.Split(upOut, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export KUBECONFIG="); ok {
+			kubeconfig = v
+		}
+	}
+	if kubeconfig == "" {
+		t.Fatalf("up printed no export KUBECONFIG= line:\n%s", upOut)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("listing the demo pods: %v (%d found)", err, len(pods.Items))
+	}
+	name := pods.Items[0].Name
+	logs, err := cs.CoreV1().Pods("default").GetLogs(name, &v1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("kubectl logs %s through the API server: %v", name, err)
+	}
+	if !strings.Contains(string(logs), name+" listening on") {
+		t.Errorf("logs of %s = %q, want the echo server's start line", name, logs)
 	}
 }
 

@@ -45,6 +45,8 @@ func agentProcesses(f nodeFacts) []procSpec {
 				"--cgroup-root=" + f.CgroupRoot,
 				"--cluster-dns=" + clusterDNS,
 				"--cluster-domain=cluster.local",
+				// kubectl logs/exec reach :10250 as the API server's kubelet client certificate.
+				"--client-ca-file=" + f.ClientCAFile,
 				// A dev VM may have swap; pods here do not set memory limits that depend on it.
 				"--fail-swap-on=false",
 			},

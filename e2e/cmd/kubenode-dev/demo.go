@@ -207,7 +207,9 @@ func answersFromAll(ctx context.Context, url string, pods []string) error {
 	}
 	var last error
 	deadline := time.Now().Add(demoAnswerTimeout)
-	for i := 0; i < 2000 && len(missing) > 0 && time.Now().Before(deadline); i++ {
+	// Paced, so a pod whose readiness flaps briefly on a loaded machine (and so leaves the
+	// endpoints for a moment) is still found within the deadline rather than after the count.
+	for i := 0; i < 3000 && len(missing) > 0 && time.Now().Before(deadline); i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -220,6 +222,7 @@ func answersFromAll(ctx context.Context, url string, pods []string) error {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		delete(missing, strings.TrimSpace(string(b)))
+		time.Sleep(15 * time.Millisecond)
 	}
 	if len(missing) > 0 {
 		var m []string

@@ -18,6 +18,7 @@ type nodeFacts struct {
 	AdminKubeconfig     string
 	NodeKubeconfig      string // system:node:<NodeName>
 	KubeProxyKubeconfig string
+	ClientCAFile        string // the cluster CA: authenticates the API server's client cert at :10250
 	CRIEndpoint         string // unix://.../containerd.sock
 	PodCIDR             string // the CNI bridge's range
 	CgroupRoot          string // pods go below it; down removes the tree

@@ -87,6 +87,7 @@ func supervise(ctx context.Context, o options) error {
 		NodeName:            nodeName,
 		AdminKubeconfig:     cp.AdminKubeconfig(),
 		KubeProxyKubeconfig: cp.KubeProxyKubeconfig(),
+		ClientCAFile:        cp.CACertFile(),
 		CRIEndpoint:         env.Endpoint(),
 		PodCIDR:             env.PodCIDR(),
 		CgroupRoot:          o.cgroupRoot,
