@@ -218,15 +218,17 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 	}
 
 	cfg := map[string]any{
-		"apiVersion":                "kubelet.config.kubenode.io/v1alpha1",
-		"kind":                      "KubeletConfiguration",
-		"containerRuntimeEndpoint":  env.Endpoint(),
-		"runtimeRequestTimeout":     "30s",
-		"staticPodPath":             n.staticDir,
-		"fileCheckFrequency":        "2s",
-		"syncFrequency":             "10s",
-		"healthzBindAddress":        "127.0.0.1",
-		"healthzPort":               n.healthz,
+		"apiVersion":               "kubelet.config.kubenode.io/v1alpha1",
+		"kind":                     "KubeletConfiguration",
+		"containerRuntimeEndpoint": env.Endpoint(),
+		"runtimeRequestTimeout":    "30s",
+		"staticPodPath":            n.staticDir,
+		"fileCheckFrequency":       "2s",
+		"syncFrequency":            "10s",
+		"healthzBindAddress":       "127.0.0.1",
+		"healthzPort":              n.healthz,
+		// A port of its own for the :10250 API, so the suite runs beside a dev node or another kubelet.
+		"port":                      freePort(t),
 		"clusterDNS":                []string{"10.96.0.10"},
 		"clusterDomain":             "cluster.local",
 		"cgroupRoot":                n.cgroupRoot,
