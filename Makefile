@@ -25,11 +25,14 @@ UNIT_PKGS := ./api/... ./common/... ./kubelet/... ./kubeproxy/...
 TEST_TARGETS := test-unit
 BENCH_TARGETS :=
 
-.PHONY: all build test test-unit bench lint clean help FORCE
+.PHONY: all build deps test test-unit bench lint clean help FORCE
 all: build
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+deps: ## install the Debian packages the tests and make up need (only the missing ones; root)
+	scripts/install-deps
 
 build: bin/kubelet bin/kube-proxy ## build bin/kubelet and bin/kube-proxy (static, version-stamped)
 
@@ -54,6 +57,6 @@ FORCE:
 
 -include mk/*.mk
 
-test: $(TEST_TARGETS) ## every test that runs on this machine: unit, kernel, IPVS under qemu, e2e
+test: deps $(TEST_TARGETS) ## every test that runs on this machine: unit, kernel, IPVS under qemu, e2e
 
 bench: $(BENCH_TARGETS) ## benchmarks; prints the tables the README shows

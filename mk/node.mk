@@ -11,7 +11,7 @@ bin/kubenode-dev: FORCE
 test-nodeenv: controlplane ## images, registry, pods over CRI on containerd+CNI, crash teardown, make up/down (root)
 	$(GO) test -count=1 -timeout=5m ./e2e/images/... ./e2e/nodeenv/... ./e2e/cmd/kubenode-dev/...
 
-up: build controlplane bin/kubenode-dev ## start a dev node (registry, control plane, containerd, our kubelet + kube-proxy, echo demo) in the background under $KUBENODE_STATE
+up: deps build controlplane bin/kubenode-dev ## start a dev node (registry, control plane, containerd, our kubelet + kube-proxy, echo demo) in the background under $KUBENODE_STATE
 	bin/kubenode-dev up
 
 down: bin/kubenode-dev ## stop the dev node and remove all it made (idempotent, works after a crash)
