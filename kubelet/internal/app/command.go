@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	kubeletv1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
 	"github.com/kubenode/kubenode/common/config"
 	"github.com/kubenode/kubenode/common/config/flagsets"
+	"github.com/kubenode/kubenode/common/hostname"
 	"github.com/kubenode/kubenode/common/log"
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubelet/internal/kubeletconfig"
@@ -48,15 +48,7 @@ type Options struct {
 // NodeName is the node's name: --hostname-override, else the host name, lower-cased as Kubernetes
 // object names must be.
 func (o *Options) NodeName() (string, error) {
-	name := o.HostnameOverride
-	if name == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return "", fmt.Errorf("reading the host name (set --hostname-override): %w", err)
-		}
-		name = h
-	}
-	return strings.ToLower(strings.TrimSpace(name)), nil
+	return hostname.Resolve(o.HostnameOverride)
 }
 
 // runFunc is run's signature; tests pass their own to see what the command would run with.

@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	proxyv1alpha1 "github.com/kubenode/kubenode/api/kubeproxy/v1alpha1"
 	"github.com/kubenode/kubenode/common/config"
 	"github.com/kubenode/kubenode/common/config/flagsets"
+	"github.com/kubenode/kubenode/common/hostname"
 	"github.com/kubenode/kubenode/common/log"
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubeproxy/internal/proxyconfig"
@@ -34,15 +34,7 @@ type Options struct {
 // NodeName is this node's name: hostnameOverride, else the host name, lower-cased as Kubernetes
 // object names must be.
 func NodeName(cfg *proxyv1alpha1.KubeProxyConfiguration) (string, error) {
-	name := cfg.HostnameOverride
-	if name == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return "", fmt.Errorf("reading the host name (set --hostname-override): %w", err)
-		}
-		name = h
-	}
-	return strings.ToLower(strings.TrimSpace(name)), nil
+	return hostname.Resolve(cfg.HostnameOverride)
 }
 
 // runFunc is run's signature; tests pass their own to see what the command would run with.
