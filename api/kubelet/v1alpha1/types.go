@@ -119,6 +119,9 @@ type KubeletConfiguration struct {
 
 	// SerializeImagePulls pulls one image at a time. Default: true.
 	SerializeImagePulls *bool `json:"serializeImagePulls,omitempty"`
+	// MaxParallelImagePulls caps the image pulls in flight when SerializeImagePulls is false; it
+	// must be unset or 1 when SerializeImagePulls is true. Default: unset (no cap).
+	MaxParallelImagePulls *int32 `json:"maxParallelImagePulls,omitempty"`
 	// ImageGCHighThresholdPercent is the image filesystem usage (percent) above which image garbage
 	// collection always runs; 100 disables it. Default: 85.
 	ImageGCHighThresholdPercent *int32 `json:"imageGCHighThresholdPercent,omitempty"`

@@ -114,6 +114,14 @@ func Validate(c *KubeletConfiguration) field.ErrorList {
 	}
 	errs = append(errs, validateLabels(c.NodeLabels, field.NewPath("nodeLabels"))...)
 
+	if m := c.MaxParallelImagePulls; m != nil {
+		mp := field.NewPath("maxParallelImagePulls")
+		if *m < 1 {
+			errs = append(errs, field.Invalid(mp, *m, "must be positive"))
+		} else if *m > 1 && (c.SerializeImagePulls == nil || *c.SerializeImagePulls) {
+			errs = append(errs, field.Invalid(mp, *m, "must be 1 or unset when serializeImagePulls is true"))
+		}
+	}
 	high, low := field.NewPath("imageGCHighThresholdPercent"), field.NewPath("imageGCLowThresholdPercent")
 	if c.ImageGCHighThresholdPercent != nil && (*c.ImageGCHighThresholdPercent < 0 || *c.ImageGCHighThresholdPercent > 100) {
 		errs = append(errs, field.Invalid(high, *c.ImageGCHighThresholdPercent, "must be between 0 and 100"))

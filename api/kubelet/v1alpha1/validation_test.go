@@ -59,6 +59,16 @@ func TestValidate(t *testing.T) {
 			c.ImageGCLowThresholdPercent = i32(60)
 		}, []string{"imageGCLowThresholdPercent"}},
 		{"image GC threshold over 100", func(c *KubeletConfiguration) { c.ImageGCHighThresholdPercent = i32(101) }, []string{"imageGCHighThresholdPercent"}},
+		{"parallel pulls while serialized", func(c *KubeletConfiguration) { c.MaxParallelImagePulls = i32(4) }, []string{"maxParallelImagePulls"}},
+		{"one parallel pull while serialized", func(c *KubeletConfiguration) { c.MaxParallelImagePulls = i32(1) }, nil},
+		{"parallel pulls when not serialized", func(c *KubeletConfiguration) {
+			c.SerializeImagePulls = &no
+			c.MaxParallelImagePulls = i32(4)
+		}, nil},
+		{"no parallel pulls", func(c *KubeletConfiguration) {
+			c.SerializeImagePulls = &no
+			c.MaxParallelImagePulls = i32(0)
+		}, []string{"maxParallelImagePulls"}},
 		{"log size", func(c *KubeletConfiguration) { c.ContainerLogMaxSize = "ten megs" }, []string{"containerLogMaxSize"}},
 		{"log files", func(c *KubeletConfiguration) { c.ContainerLogMaxFiles = i32(1) }, []string{"containerLogMaxFiles"}},
 		{"backoff initial above max", func(c *KubeletConfiguration) {

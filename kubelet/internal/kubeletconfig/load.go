@@ -89,6 +89,7 @@ func fromUpstream(up *kubeletv1beta1.KubeletConfiguration, c *v1alpha1.KubeletCo
 	}
 	c.ProviderID = up.ProviderID
 	c.SerializeImagePulls = up.SerializeImagePulls
+	c.MaxParallelImagePulls = up.MaxParallelImagePulls
 	c.ImageGCHighThresholdPercent = up.ImageGCHighThresholdPercent
 	c.ImageGCLowThresholdPercent = up.ImageGCLowThresholdPercent
 	c.ContainerLogMaxSize = up.ContainerLogMaxSize

@@ -150,3 +150,45 @@ func TestUpstreamTableIsComplete(t *testing.T) {
 		t.Fatalf("upstream fields with no entry in UpstreamFields: %v", missing)
 	}
 }
+
+func TestLoadUpstreamPullAndPodSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		data    string
+		check   func(c *v1alpha1.KubeletConfiguration) bool
+		wantErr string
+	}{
+		{"parallel pulls carried over", "serializeImagePulls: false\nmaxParallelImagePulls: 3\n", func(c *v1alpha1.KubeletConfiguration) bool {
+			return !*c.SerializeImagePulls && *c.MaxParallelImagePulls == 3
+		}, ""},
+		{"serialized by default, no cap", "", func(c *v1alpha1.KubeletConfiguration) bool {
+			return *c.SerializeImagePulls && c.MaxParallelImagePulls == nil
+		}, ""},
+		{"parallel cap with serialized pulls is refused", "maxParallelImagePulls: 5\n", nil, "maxParallelImagePulls: Invalid value: 5"},
+		{"pids limit and swap check carried over", "podPidsLimit: 1024\nfailSwapOn: false\n", func(c *v1alpha1.KubeletConfiguration) bool {
+			return *c.PodPidsLimit == 1024 && !*c.FailSwapOn
+		}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			data := "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n" + tc.data
+			if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, warnings, err := Load(path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(warnings) != 0 {
+				t.Fatalf("err = %v, warnings = %v", err, warnings)
+			}
+			if !tc.check(c) {
+				t.Fatalf("values not carried over: %+v", c)
+			}
+		})
+	}
+}

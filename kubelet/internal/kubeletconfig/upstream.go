@@ -33,7 +33,7 @@ func UpstreamFields() []config.ForeignField {
 		s("systemReserved"), s("kubeReserved"), s("evictionHard"), s("failSwapOn"),
 		s("nodeStatusUpdateFrequency"), s("nodeStatusReportFrequency"), s("nodeLeaseDurationSeconds"),
 		s("registerNode"), s("registerWithTaints"), s("providerID"),
-		s("serializeImagePulls"), s("imageGCHighThresholdPercent"), s("imageGCLowThresholdPercent"),
+		s("serializeImagePulls"), s("maxParallelImagePulls"), s("imageGCHighThresholdPercent"), s("imageGCLowThresholdPercent"),
 		s("containerLogMaxSize"), s("containerLogMaxFiles"), s("crashLoopBackOff.maxContainerRestartPeriod"),
 		s("shutdownGracePeriod"), s("logging.format"), s("logging.verbosity"),
 
@@ -68,7 +68,6 @@ func UpstreamFields() []config.ForeignField {
 		warn("contentType", "the API client's content type is fixed"),
 		warn("kubeAPIQPS", "the API client's rate limits are fixed"),
 		warn("kubeAPIBurst", "the API client's rate limits are fixed"),
-		warn("maxParallelImagePulls", "use serializeImagePulls"),
 		warn("evictionPressureTransitionPeriod", "pressure conditions follow the thresholds directly"),
 		warn("evictionMaxPodGracePeriod", "hard eviction kills pods at once"),
 		warn("mergeDefaultEvictionSettings", "a set evictionHard replaces the defaults"),
