@@ -46,6 +46,9 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		return err
 	}
 	log = log.With(zap.String("node", nodeName))
+	if err := cm.CheckSwap("/proc/swaps", cfg.FailSwapOn == nil || *cfg.FailSwapOn); err != nil {
+		return err
+	}
 	rootDir, err := filepath.Abs(o.RootDir)
 	if err != nil {
 		return fmt.Errorf("root dir %q: %w", o.RootDir, err)
@@ -157,7 +160,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	}, time.Now, log.Named("volume"))
 	var cgroups podsync.Cgroups
 	if cfg.CgroupsPerQOS != nil && *cfg.CgroupsPerQOS {
-		cg, err := cm.NewCgroups("/sys/fs/cgroup", cfg.CgroupRoot)
+		cg, err := cm.NewCgroups("/sys/fs/cgroup", cfg.CgroupRoot, *cfg.PodPidsLimit)
 		if err != nil {
 			log.Warn("pod cgroups disabled", zap.Error(err))
 		} else {

@@ -22,14 +22,17 @@ type Cgroups struct {
 	v2     bool
 	// v1 controllers the kubelet creates pod cgroups in (the runtime adds the rest).
 	controllers []string
+	// podPidsLimit is podPidsLimit from the config: pids.max of every pod cgroup; <= 0 unlimited.
+	podPidsLimit int64
 }
 
 // NewCgroups detects the cgroup version under fsRoot (v2 when cgroup.controllers is at its top).
-func NewCgroups(fsRoot, cgroupRoot string) (*Cgroups, error) {
+// podPidsLimit caps the processes of each pod (-1: unlimited).
+func NewCgroups(fsRoot, cgroupRoot string, podPidsLimit int64) (*Cgroups, error) {
 	if cgroupRoot == "" {
 		cgroupRoot = "/"
 	}
-	c := &Cgroups{fsRoot: fsRoot, prefix: cgroupRoot}
+	c := &Cgroups{fsRoot: fsRoot, prefix: cgroupRoot, podPidsLimit: podPidsLimit}
 	if _, err := os.Stat(filepath.Join(fsRoot, "cgroup.controllers")); err == nil {
 		c.v2 = true
 		return c, nil
@@ -121,11 +124,15 @@ func (c *Cgroups) EnsurePod(pod *v1.Pod) (string, error) {
 		if l.MemoryLimit > 0 {
 			mem = strconv.FormatInt(l.MemoryLimit, 10)
 		}
-		return rel, writeAll(dir, map[string]string{
+		files := map[string]string{
 			"cpu.weight": strconv.FormatInt(SharesToWeight(l.CPUShares), 10),
 			"cpu.max":    quota + " " + strconv.Itoa(CPUPeriod),
 			"memory.max": mem,
-		})
+		}
+		if err := c.addPidsMax(dir, files); err != nil {
+			return "", err
+		}
+		return rel, writeAll(dir, files)
 	}
 	for _, ctl := range c.controllers {
 		dir := filepath.Join(c.fsRoot, ctl, rel)
@@ -140,12 +147,34 @@ func (c *Cgroups) EnsurePod(pod *v1.Pod) (string, error) {
 			files["cpu.cfs_quota_us"] = strconv.FormatInt(l.CPUQuota, 10)
 		case "memory":
 			files["memory.limit_in_bytes"] = strconv.FormatInt(l.MemoryLimit, 10)
+		case "pids":
+			if err := c.addPidsMax(dir, files); err != nil {
+				return "", err
+			}
 		}
 		if err := writeAll(dir, files); err != nil {
 			return "", err
 		}
 	}
 	return rel, nil
+}
+
+// addPidsMax adds pids.max (podPidsLimit) to the files of a pod cgroup. Without the pids
+// controller an unlimited pod needs nothing, but a limit that cannot be applied is an error.
+func (c *Cgroups) addPidsMax(dir string, files map[string]string) error {
+	if _, err := os.Stat(filepath.Join(dir, "pids.max")); err != nil && c.podPidsLimit <= 0 {
+		return nil
+	}
+	files["pids.max"] = PidsMax(c.podPidsLimit)
+	return nil
+}
+
+// PidsMax is the pids.max value of a pod cgroup for podPidsLimit ("max" when unlimited).
+func PidsMax(podPidsLimit int64) string {
+	if podPidsLimit <= 0 {
+		return "max"
+	}
+	return strconv.FormatInt(podPidsLimit, 10)
 }
 
 // ensureV2 creates each level of rel and enables the controllers the level below needs.
@@ -195,6 +224,9 @@ func writeAll(dir string, files map[string]string) error {
 	for name, val := range files {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(val), 0o644); err != nil {
+			if name == "pids.max" {
+				return fmt.Errorf("write %s=%s (podPidsLimit; is the pids controller enabled?): %w", p, val, err)
+			}
 			return fmt.Errorf("write %s=%s: %w", p, val, err)
 		}
 	}

@@ -65,7 +65,7 @@ func TestCgroupsV1(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := NewCgroups(root, "/")
+	c, err := NewCgroups(root, "/", 321)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +101,9 @@ func TestCgroupsV1(t *testing.T) {
 			if got := read(t, filepath.Join(root, "memory", tc.wantDir, "memory.limit_in_bytes")); got != tc.wantMem {
 				t.Errorf("memory.limit_in_bytes = %s, want %s", got, tc.wantMem)
 			}
+			if got := read(t, filepath.Join(root, "pids", tc.wantDir, "pids.max")); got != "321" {
+				t.Errorf("pids.max = %s, want podPidsLimit 321", got)
+			}
 			// The runtime makes container cgroups below, in more controllers; removal takes all.
 			if err := os.MkdirAll(filepath.Join(root, "freezer", tc.wantDir, "ctr1"), 0o755); err != nil {
 				t.Fatal(err)
@@ -123,7 +126,7 @@ func TestCgroupsV2(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpu memory pids"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewCgroups(root, "/")
+	c, err := NewCgroups(root, "/", 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +145,9 @@ func TestCgroupsV2(t *testing.T) {
 	if got := read(t, filepath.Join(dir, "memory.max")); got != "134217728" {
 		t.Errorf("memory.max = %q", got)
 	}
+	if got := read(t, filepath.Join(dir, "pids.max")); got != "4096" {
+		t.Errorf("pids.max = %q, want podPidsLimit 4096", got)
+	}
 	if got := read(t, filepath.Join(dir, "cpu.weight")); got != "10" {
 		t.Errorf("cpu.weight = %q, want 10 (256 shares)", got)
 	}
@@ -153,5 +159,55 @@ func TestCgroupsV2(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("pod cgroup still there: %v", err)
+	}
+}
+
+func TestPodPidsLimit(t *testing.T) {
+	cases := []struct {
+		name       string
+		limit      int64
+		pidsFile   bool // the kernel offers pids.max (the pids controller)
+		want       string
+		wantNoFile bool
+	}{
+		{"limit", 100, true, "100", false},
+		{"unlimited resets an earlier limit", -1, true, "max", false},
+		{"unlimited without the pids controller needs nothing", -1, false, "", true},
+		{"limit is written", 50, false, "50", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpu memory pids"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := NewCgroups(root, "/", tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := resPod("p", "", "", "", "")
+			dir := filepath.Join(root, c.PodCgroup(p))
+			if tc.pidsFile {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte("7\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.EnsurePod(p); err != nil {
+				t.Fatal(err)
+			}
+			_, statErr := os.Stat(filepath.Join(dir, "pids.max"))
+			if tc.wantNoFile {
+				if statErr == nil {
+					t.Fatal("pids.max written without the pids controller")
+				}
+				return
+			}
+			if got := read(t, filepath.Join(dir, "pids.max")); got != tc.want {
+				t.Fatalf("pids.max = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
