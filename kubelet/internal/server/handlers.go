@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/proxy"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/kubenode/kubenode/kubelet/internal/podsource"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
@@ -66,12 +67,18 @@ func (s *Server) pods(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) summary(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RuntimeTimeout)
 	defer cancel()
-	sum, err := s.cfg.Stats.Summary(ctx)
+	snap, err := s.cfg.Stats.Snapshot(ctx)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, sum)
+	writeJSON(w, statsapi.Summary{Node: snap.Node, Pods: snap.Pods})
+}
+
+// configz serves the effective configuration under the component's key, as upstream's
+// /configz does (kube-prometheus and support tooling read it).
+func (s *Server) configz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, map[string]any{"kubeletconfig": s.cfg.Configz})
 }
 
 // findPod finds a managed pod by namespace and name (and UID when the path has one: the pod's

@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	kubeletv1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
 	"github.com/kubenode/kubenode/kubelet/internal/server/logs"
@@ -49,9 +48,10 @@ type Runtime interface {
 	ReopenContainerLog(ctx context.Context, id string) error
 }
 
-// Summarizer builds /stats/summary.
-type Summarizer interface {
-	Summary(ctx context.Context) (*statsapi.Summary, error)
+// Stats reads the node's and its running pods' usage: the one source of /stats/summary,
+// /metrics/resource and /metrics/cadvisor.
+type Stats interface {
+	Snapshot(ctx context.Context) (*stats.Snapshot, error)
 }
 
 // Config is everything the API server needs. Authn and Authz are required; the rest may be
@@ -62,13 +62,15 @@ type Config struct {
 	NodeName string
 	// TLS carries the serving certificate; the server sets the minimum version and client
 	// certificate requests itself.
-	TLS       *tls.Config
-	Authn     Authenticator
-	Authz     Authorizer
-	Pods      Pods
-	Runtime   Runtime
-	Stats     Summarizer // nil: /stats/summary is 404
-	Metrics   prometheus.Gatherer
+	TLS     *tls.Config
+	Authn   Authenticator
+	Authz   Authorizer
+	Pods    Pods
+	Runtime Runtime
+	Stats   Stats // nil: /stats/summary, /metrics/resource and /metrics/cadvisor are 404
+	Metrics prometheus.Gatherer
+	// Configz is the effective configuration /configz serves as {"kubeletconfig": ...}; nil: 404.
+	Configz   any
 	Debugging bool // logs, exec, attach, port-forward
 	// Rotator, when set, runs with the server: the logs it rotates are the ones the server
 	// reads, and follow handles its renames.
@@ -83,6 +85,7 @@ type Server struct {
 	cfg      Config
 	handler  http.Handler
 	requests *prometheus.CounterVec
+	cgroups  *cgroupCache
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -120,7 +123,13 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /pods", s.pods)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
 	if cfg.Stats != nil {
+		s.cgroups = &cgroupCache{rt: cfg.Runtime, log: cfg.Log}
 		mux.HandleFunc("GET /stats/summary", s.summary)
+		mux.HandleFunc("GET /metrics/resource", s.resourceMetrics)
+		mux.HandleFunc("GET /metrics/cadvisor", s.cadvisorMetrics)
+	}
+	if cfg.Configz != nil {
+		mux.HandleFunc("GET /configz", s.configz)
 	}
 	if cfg.Debugging {
 		mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
@@ -359,6 +368,7 @@ func NewFromConfig(kc *kubeletv1alpha1.KubeletConfiguration, d Deps) (*Server, e
 		Authz:    authz,
 		Pods:     d.Pods, Runtime: d.Runtime, Metrics: d.Metrics,
 		Stats:          stats.New(d.Runtime, d.NodeName, "/proc", now),
+		Configz:        kc,
 		Debugging:      debugging,
 		Rotator:        rotator,
 		RuntimeTimeout: kc.RuntimeRequestTimeout.Duration,

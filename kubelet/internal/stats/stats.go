@@ -24,6 +24,7 @@ import (
 // Runtime is the part of the CRI runtime service stats need.
 type Runtime interface {
 	ListPodSandbox(ctx context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error)
+	ListContainers(ctx context.Context, filter *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error)
 	ListContainerStats(ctx context.Context, filter *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error)
 }
 
@@ -40,17 +41,49 @@ func New(rt Runtime, nodeName, procRoot string, now func() time.Time) *Provider 
 	return &Provider{rt: rt, nodeName: nodeName, procRoot: procRoot, now: now}
 }
 
+// Container is one running container's usage with the identity that cAdvisor-style metrics
+// label it by, which the summary API has no field for.
+type Container struct {
+	Pod statsapi.PodReference
+	// Stats is the container's entry in its pod's summary.
+	Stats statsapi.ContainerStats
+	// ID is the CRI container ID; Image the image as the pod spec names it.
+	ID, Image string
+}
+
+// Snapshot is one reading of the node and its running pods: everything /stats/summary,
+// /metrics/resource and /metrics/cadvisor serve.
+type Snapshot struct {
+	Node       statsapi.NodeStats
+	Pods       []statsapi.PodStats
+	Containers []Container
+}
+
 // Summary returns the node's and its pods' current CPU and memory.
 func (p *Provider) Summary(ctx context.Context) (*statsapi.Summary, error) {
+	s, err := p.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &statsapi.Summary{Node: s.Node, Pods: s.Pods}, nil
+}
+
+// Snapshot reads the node from /proc and the pods from CRI. A node figure that cannot be read
+// is left out (nil); a failed CRI call fails the whole snapshot.
+func (p *Provider) Snapshot(ctx context.Context) (*Snapshot, error) {
 	now := metav1.NewTime(p.now())
 	node := statsapi.NodeStats{NodeName: p.nodeName, StartTime: now}
 	if cpu, err := p.nodeCPU(); err == nil {
 		cpu.Time = now
 		node.CPU = cpu
 	}
-	if mem, err := p.nodeMemory(); err == nil {
+	if mem, swap, err := p.nodeMemory(); err == nil {
 		mem.Time = now
 		node.Memory = mem
+		if swap != nil {
+			swap.Time = now
+			node.Swap = swap
+		}
 	}
 	if up, err := p.bootTime(); err == nil {
 		node.StartTime = metav1.NewTime(up)
@@ -59,15 +92,22 @@ func (p *Provider) Summary(ctx context.Context) (*statsapi.Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CRI ListPodSandbox: %w", err)
 	}
+	running, err := p.rt.ListContainers(ctx, &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}})
+	if err != nil {
+		return nil, fmt.Errorf("CRI ListContainers: %w", err)
+	}
 	cs, err := p.rt.ListContainerStats(ctx, &runtimeapi.ContainerStatsFilter{})
 	if err != nil {
 		return nil, fmt.Errorf("CRI ListContainerStats: %w", err)
 	}
-	return &statsapi.Summary{Node: node, Pods: podStats(sbs, cs)}, nil
+	pods, containers := podStats(sbs, running, cs)
+	return &Snapshot{Node: node, Pods: pods, Containers: containers}, nil
 }
 
-// podStats groups container stats under their ready sandboxes (pure).
-func podStats(sbs []*runtimeapi.PodSandbox, cs []*runtimeapi.ContainerStats) []statsapi.PodStats {
+// podStats groups the running containers' stats under their ready sandboxes (pure). Exited
+// containers are left out, as upstream does: their usage is not current, and a restarted
+// container would otherwise appear twice under one name.
+func podStats(sbs []*runtimeapi.PodSandbox, running []*runtimeapi.Container, cs []*runtimeapi.ContainerStats) ([]statsapi.PodStats, []Container) {
 	bySandbox := map[string]*statsapi.PodStats{}
 	var order []string
 	for _, sb := range sbs {
@@ -81,20 +121,31 @@ func podStats(sbs []*runtimeapi.PodSandbox, cs []*runtimeapi.ContainerStats) []s
 		}
 		order = append(order, sb.Id)
 	}
+	runningByID := map[string]*runtimeapi.Container{}
+	for _, c := range running {
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			runningByID[c.Id] = c
+		}
+	}
+	var containers []Container
 	for _, c := range cs {
 		attrs := c.GetAttributes()
-		if attrs == nil {
+		rc := runningByID[attrs.GetId()]
+		if attrs == nil || rc == nil {
 			continue
 		}
-		ps := podOf(bySandbox, attrs.Labels)
+		ps := bySandbox[rc.PodSandboxId]
+		if ps == nil {
+			ps = podOf(bySandbox, attrs.Labels)
+		}
 		if ps == nil {
 			continue
 		}
-		st := statsapi.ContainerStats{Name: attrs.Metadata.GetName()}
+		// The container's creation is its start, as upstream's CRI stats provider reports it.
+		st := statsapi.ContainerStats{Name: attrs.Metadata.GetName(), StartTime: metav1.NewTime(time.Unix(0, rc.CreatedAt))}
 		if cpu := c.GetCpu(); cpu != nil {
 			t := metav1.NewTime(time.Unix(0, cpu.Timestamp))
 			st.CPU = &statsapi.CPUStats{Time: t, UsageNanoCores: value(cpu.UsageNanoCores), UsageCoreNanoSeconds: value(cpu.UsageCoreNanoSeconds)}
-			st.StartTime = t
 			ps.CPU = addCPU(ps.CPU, st.CPU)
 		}
 		if mem := c.GetMemory(); mem != nil {
@@ -105,7 +156,16 @@ func podStats(sbs []*runtimeapi.PodSandbox, cs []*runtimeapi.ContainerStats) []s
 			}
 			ps.Memory = addMemory(ps.Memory, st.Memory)
 		}
+		if sw := c.GetSwap(); sw != nil {
+			st.Swap = &statsapi.SwapStats{Time: metav1.NewTime(time.Unix(0, sw.Timestamp)), SwapUsageBytes: value(sw.SwapUsageBytes), SwapAvailableBytes: value(sw.SwapAvailableBytes)}
+			ps.Swap = addSwap(ps.Swap, st.Swap)
+		}
 		ps.Containers = append(ps.Containers, st)
+		image := rc.GetImage().GetUserSpecifiedImage()
+		if image == "" {
+			image = rc.GetImage().GetImage()
+		}
+		containers = append(containers, Container{Pod: ps.PodRef, Stats: st, ID: rc.Id, Image: image})
 	}
 	out := make([]statsapi.PodStats, 0, len(order))
 	for _, id := range order {
@@ -117,7 +177,11 @@ func podStats(sbs []*runtimeapi.PodSandbox, cs []*runtimeapi.ContainerStats) []s
 		a, b := out[i].PodRef, out[j].PodRef
 		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 	})
-	return out
+	sort.Slice(containers, func(i, j int) bool {
+		a, b := containers[i], containers[j]
+		return a.Pod.Namespace+"/"+a.Pod.Name+"/"+a.Stats.Name < b.Pod.Namespace+"/"+b.Pod.Name+"/"+b.Stats.Name
+	})
+	return out, containers
 }
 
 // podOf finds a container's pod by its pod UID label among the ready sandboxes.
@@ -160,6 +224,15 @@ func addCPU(sum, c *statsapi.CPUStats) *statsapi.CPUStats {
 	}
 	sum.UsageNanoCores = add(sum.UsageNanoCores, c.UsageNanoCores)
 	sum.UsageCoreNanoSeconds = add(sum.UsageCoreNanoSeconds, c.UsageCoreNanoSeconds)
+	return sum
+}
+
+func addSwap(sum, s *statsapi.SwapStats) *statsapi.SwapStats {
+	if sum == nil {
+		sum = &statsapi.SwapStats{Time: s.Time}
+	}
+	sum.SwapUsageBytes = add(sum.SwapUsageBytes, s.SwapUsageBytes)
+	sum.SwapAvailableBytes = add(sum.SwapAvailableBytes, s.SwapAvailableBytes)
 	return sum
 }
 
@@ -208,10 +281,11 @@ func (p *Provider) nodeCPU() (*statsapi.CPUStats, error) {
 	return nil, fmt.Errorf("/proc/stat: no cpu line")
 }
 
-func (p *Provider) nodeMemory() (*statsapi.MemoryStats, error) {
+// nodeMemory reads /proc/meminfo; swap is nil when the kernel reports no swap fields.
+func (p *Provider) nodeMemory() (*statsapi.MemoryStats, *statsapi.SwapStats, error) {
 	f, err := os.Open(filepath.Join(p.procRoot, "meminfo"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	kv := map[string]uint64{}
@@ -229,11 +303,18 @@ func (p *Provider) nodeMemory() (*statsapi.MemoryStats, error) {
 	total, ok1 := kv["MemTotal"]
 	avail, ok2 := kv["MemAvailable"]
 	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("/proc/meminfo: no MemTotal/MemAvailable")
+		return nil, nil, fmt.Errorf("/proc/meminfo: no MemTotal/MemAvailable")
 	}
 	ws := total - avail
 	used := total - kv["MemFree"]
-	return &statsapi.MemoryStats{AvailableBytes: &avail, WorkingSetBytes: &ws, UsageBytes: &used}, nil
+	mem := &statsapi.MemoryStats{AvailableBytes: &avail, WorkingSetBytes: &ws, UsageBytes: &used}
+	swapTotal, ok1 := kv["SwapTotal"]
+	swapFree, ok2 := kv["SwapFree"]
+	if !ok1 || !ok2 || swapFree > swapTotal {
+		return mem, nil, nil
+	}
+	swapUsed := swapTotal - swapFree
+	return mem, &statsapi.SwapStats{SwapUsageBytes: &swapUsed, SwapAvailableBytes: &swapFree}, nil
 }
 
 func (p *Provider) bootTime() (time.Time, error) {
