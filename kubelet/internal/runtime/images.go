@@ -42,6 +42,9 @@ type Puller struct {
 
 	initial, max time.Duration
 
+	// slots holds one token per pull allowed in flight (serializeImagePulls: one); nil: no cap.
+	slots chan struct{}
+
 	mu      sync.Mutex
 	backoff map[string]pullBackoff
 }
@@ -51,9 +54,45 @@ type pullBackoff struct {
 	until time.Time
 }
 
-// NewPuller returns a puller. now is the clock (time.Now in production).
+// NewPuller returns a puller that pulls one image at a time (upstream's serializeImagePulls
+// default). now is the clock (time.Now in production).
 func NewPuller(images internalapi.ImageManagerService, objs Objects, now func() time.Time) *Puller {
-	return &Puller{images: images, objs: objs, now: now, initial: 10 * time.Second, max: 5 * time.Minute, backoff: map[string]pullBackoff{}}
+	return NewParallelPuller(images, objs, now, 1)
+}
+
+// NewParallelPuller returns a puller with at most maxParallel pulls in flight across the node;
+// 0 means no cap (serializeImagePulls false without maxParallelImagePulls).
+func NewParallelPuller(images internalapi.ImageManagerService, objs Objects, now func() time.Time, maxParallel int) *Puller {
+	p := &Puller{images: images, objs: objs, now: now, initial: 10 * time.Second, max: 5 * time.Minute, backoff: map[string]pullBackoff{}}
+	if maxParallel > 0 {
+		p.slots = make(chan struct{}, maxParallel)
+	}
+	return p
+}
+
+// MaxParallelPulls turns serializeImagePulls and maxParallelImagePulls into a pull cap for
+// NewParallelPuller: 1 when serialized, the cap when set, else 0 (no cap).
+func MaxParallelPulls(serialize *bool, maxParallel *int32) int {
+	if serialize == nil || *serialize {
+		return 1
+	}
+	if maxParallel != nil && *maxParallel > 0 {
+		return int(*maxParallel)
+	}
+	return 0
+}
+
+// acquire waits for a pull slot; the returned func gives it back.
+func (p *Puller) acquire(ctx context.Context) (func(), error) {
+	if p.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case p.slots <- struct{}{}:
+		return func() { <-p.slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // EnsureImage makes the container's image present according to its pull policy and returns the
@@ -103,6 +142,11 @@ func (p *Puller) EnsureImageNotify(ctx context.Context, pod *v1.Pod, c *v1.Conta
 	if len(auths) == 0 {
 		auths = []*runtimeapi.AuthConfig{nil}
 	}
+	// Only the pull itself waits for a slot: status checks of present images never queue.
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return "", &ContainerError{Reason: ReasonErrImagePull, Message: fmt.Sprintf("waiting to pull %q: %v", c.Image, err)}
+	}
 	if pulling != nil {
 		pulling()
 	}
@@ -112,6 +156,7 @@ func (p *Puller) EnsureImageNotify(ctx context.Context, pod *v1.Pod, c *v1.Conta
 			break
 		}
 	}
+	release()
 	if err != nil {
 		p.mu.Lock()
 		d := p.initial
