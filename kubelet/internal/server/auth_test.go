@@ -23,6 +23,8 @@ func TestAttributesFor(t *testing.T) {
 		{"GET", "/stats", "get", []string{"stats"}},
 		{"GET", "/metrics", "get", []string{"metrics"}},
 		{"GET", "/metrics/cadvisor", "get", []string{"metrics"}},
+		{"GET", "/metrics/resource", "get", []string{"metrics"}},
+		{"GET", "/configz", "get", []string{"configz", "proxy"}},
 		{"GET", "/logs/syslog", "get", []string{"log"}},
 		{"GET", "/spec/", "get", []string{"spec"}},
 		{"POST", "/checkpoint/ns/pod/c", "create", []string{"checkpoint"}},

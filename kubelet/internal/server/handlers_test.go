@@ -33,6 +33,10 @@ func (f fakePods) List() []*v1.Pod { return f }
 type fakeRuntime struct {
 	containers []*runtimeapi.Container
 	logPaths   map[string]string
+	// cgroups are the containers' cgroup paths, returned in verbose status info.
+	cgroups map[string]string
+	// verboseCalls counts verbose ContainerStatus calls.
+	verboseCalls int
 }
 
 var _ Runtime = (*fakeRuntime)(nil)
@@ -52,7 +56,12 @@ func (f *fakeRuntime) ListPodSandbox(context.Context, *runtimeapi.PodSandboxFilt
 	return nil, nil
 }
 
-func (f *fakeRuntime) ContainerStatus(_ context.Context, id string, _ bool) (*runtimeapi.ContainerStatusResponse, error) {
+func (f *fakeRuntime) ContainerStatus(_ context.Context, id string, verbose bool) (*runtimeapi.ContainerStatusResponse, error) {
+	if p, ok := f.cgroups[id]; ok && verbose {
+		f.verboseCalls++
+		info := fmt.Sprintf(`{"pid":42,"runtimeSpec":{"linux":{"cgroupsPath":%q}}}`, p)
+		return &runtimeapi.ContainerStatusResponse{Status: &runtimeapi.ContainerStatus{Id: id}, Info: map[string]string{"info": info}}, nil
+	}
 	for _, c := range f.containers {
 		if c.Id == id {
 			return &runtimeapi.ContainerStatusResponse{Status: &runtimeapi.ContainerStatus{Id: id, State: c.State, LogPath: f.logPaths[id]}}, nil
