@@ -183,7 +183,11 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return fail(runtime.ReasonCreateConfigError, err)
 	}
-	cfg, err := runtime.ContainerConfig(e.pod, runtime.ContainerInput{Container: c, Init: a.Init, Attempt: a.Attempt, Env: env, Volumes: e.volumes, ImageRef: imageRef}, e.s.d.Node.Facts)
+	files, err := runtime.PrepareContainerFiles(e.pod, c, e.podIPs, e.s.d.Node.Facts)
+	if err != nil {
+		return fail(runtime.ReasonCreateConfigError, err)
+	}
+	cfg, err := runtime.ContainerConfig(e.pod, runtime.ContainerInput{Container: c, Init: a.Init, Attempt: a.Attempt, Env: env, Volumes: e.volumes, ImageRef: imageRef, Files: files}, e.s.d.Node.Facts)
 	if err != nil {
 		return fail(runtime.ReasonCreateConfigError, err)
 	}

@@ -21,6 +21,12 @@ type NodeFacts struct {
 	LogRoot        string // pod log directories live under it: <LogRoot>/<ns>_<name>_<uid>
 	MemoryCapacity int64
 	NodeName       string
+	// PodsDir holds each pod's node directory, <PodsDir>/<uid> (the kubelet's <root>/pods), where
+	// the hosts file and termination-message files are kept; "" keeps none.
+	PodsDir string
+	// NodeHostsFile is the node's hosts file that host-network pods get (with their hostAliases);
+	// "" means /etc/hosts.
+	NodeHostsFile string
 }
 
 // PodLogDir is the directory of one pod's container logs.
@@ -30,15 +36,9 @@ func PodLogDir(logRoot string, pod *v1.Pod) string {
 
 // SandboxConfig translates a pod into a CRI sandbox config.
 func SandboxConfig(pod *v1.Pod, attempt uint32, cgroupParent string, n NodeFacts) (*runtimeapi.PodSandboxConfig, error) {
-	hostname := pod.Name
-	if pod.Spec.Hostname != "" {
-		hostname = pod.Spec.Hostname
-	}
+	hostname, _ := PodHostname(pod, "")
 	if pod.Spec.HostNetwork {
 		hostname = "" // the runtime uses the node's
-	}
-	if len(hostname) > 63 {
-		hostname = strings.TrimRight(hostname[:63], "-.")
 	}
 	labels := map[string]string{}
 	for k, v := range pod.Labels {
@@ -167,13 +167,15 @@ type ContainerInput struct {
 	Volumes map[string]string
 	// ImageRef is the resolved image (from the pull).
 	ImageRef string
+	// Files are the node files to mount besides volumes (PrepareContainerFiles makes them).
+	Files ContainerFiles
 }
 
 // ContainerConfig translates one container of a pod into a CRI container config.
 func ContainerConfig(pod *v1.Pod, in ContainerInput, n NodeFacts) (*runtimeapi.ContainerConfig, error) {
 	c := in.Container
 	where := fmt.Sprintf("pod %s/%s container %q", pod.Namespace, pod.Name, c.Name)
-	mounts, err := mounts(pod, c, in.Volumes)
+	mounts, err := mounts(pod, c, in.Volumes, in.Files)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -182,6 +184,15 @@ func ContainerConfig(pod *v1.Pod, in ContainerInput, n NodeFacts) (*runtimeapi.C
 		AnnotationRestartCount: strconv.FormatUint(uint64(in.Attempt), 10),
 		AnnotationGrace:        strconv.FormatInt(plan.Grace(pod), 10),
 	}
+	// The status reads the message back from these (AddTerminationMessage).
+	if in.Files.TerminationMessage != "" {
+		annotations[AnnotationTermMsgPath] = c.TerminationMessagePath
+	}
+	policy := c.TerminationMessagePolicy
+	if policy == "" {
+		policy = v1.TerminationMessageReadFile
+	}
+	annotations[AnnotationTermMsgPolicy] = string(policy)
 	if in.Init {
 		annotations[AnnotationInit] = "init"
 		if plan.IsSidecar(c) {
@@ -225,8 +236,14 @@ func ContainerConfig(pod *v1.Pod, in ContainerInput, n NodeFacts) (*runtimeapi.C
 	return cfg, nil
 }
 
-func mounts(pod *v1.Pod, c *v1.Container, volumes map[string]string) ([]*runtimeapi.Mount, error) {
+func mounts(pod *v1.Pod, c *v1.Container, volumes map[string]string, files ContainerFiles) ([]*runtimeapi.Mount, error) {
 	var out []*runtimeapi.Mount
+	if files.Hosts != "" {
+		out = append(out, &runtimeapi.Mount{ContainerPath: etcHosts, HostPath: files.Hosts})
+	}
+	if files.TerminationMessage != "" && c.TerminationMessagePath != "" {
+		out = append(out, &runtimeapi.Mount{ContainerPath: c.TerminationMessagePath, HostPath: files.TerminationMessage})
+	}
 	for _, m := range c.VolumeMounts {
 		host, ok := volumes[m.Name]
 		if !ok {

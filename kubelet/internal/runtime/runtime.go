@@ -237,6 +237,8 @@ func (r *Runtime) containerStatus(ctx context.Context, c *runtimeapi.Container) 
 		r.log.Debug("container status", zap.String("container", c.Id), zap.Error(err))
 		return nil
 	}
+	// Read once per exit: the cached exited status keeps the message.
+	AddTerminationMessage(resp.Status)
 	r.mu.Lock()
 	r.statusCache[c.Id] = resp.Status
 	r.mu.Unlock()
