@@ -122,14 +122,13 @@ func service(family Family, sp *ServicePort, all []Endpoint) *Service {
 	if len(s.LoadBalancerIPs) > 0 {
 		s.LoadBalancerSourceRanges = inFamilyPrefixes(family, sp.LoadBalancerSourceRanges)
 	}
-	var eps []Endpoint
-	for _, e := range all {
-		if familyOf(e.IP) == family {
-			eps = append(eps, e)
-		}
-	}
+	eps := inFamilyEndpoints(family, all)
 	clusterWide := usable(eps, false)
-	local := usable(eps, true)
+	// Only the Local policies need the local subset.
+	var local []Endpoint
+	if s.InternalPolicyLocal || s.ExternalPolicyLocal {
+		local = usable(eps, true)
+	}
 	if s.InternalPolicyLocal {
 		s.ClusterEndpoints = local
 	} else {
@@ -152,26 +151,67 @@ func service(family Family, sp *ServicePort, all []Endpoint) *Service {
 	return s
 }
 
+// inFamilyEndpoints returns the endpoints of one family. When all of them
+// are (the usual case), it returns all itself, clipped: the endpoints map's
+// slices are never modified, and sharing them keeps one copy of every
+// endpoint list in memory instead of one per plan.
+func inFamilyEndpoints(family Family, all []Endpoint) []Endpoint {
+	n := 0
+	for _, e := range all {
+		if familyOf(e.IP) == family {
+			n++
+		}
+	}
+	if n == len(all) {
+		return slices.Clip(all)
+	}
+	eps := make([]Endpoint, 0, n)
+	for _, e := range all {
+		if familyOf(e.IP) == family {
+			eps = append(eps, e)
+		}
+	}
+	return eps
+}
+
 // usable picks the endpoints traffic goes to: the ready ones, or, when none
 // is ready, the serving terminating ones (so connections drain gracefully
 // during a rollout rather than failing). localOnly keeps only this node's.
+// When every endpoint qualifies, eps itself is returned (shared, see
+// inFamilyEndpoints); otherwise a new slice.
 func usable(eps []Endpoint, localOnly bool) []Endpoint {
-	var ready, terminating []Endpoint
+	ready := func(e Endpoint) bool { return e.Ready && (!localOnly || e.Local) }
+	terminating := func(e Endpoint) bool {
+		return !e.Ready && e.Serving && e.Terminating && (!localOnly || e.Local)
+	}
+	pick := ready
+	n := countFunc(eps, ready)
+	if n == 0 {
+		pick, n = terminating, countFunc(eps, terminating)
+	}
+	switch n {
+	case 0:
+		return nil
+	case len(eps):
+		return eps
+	}
+	out := make([]Endpoint, 0, n)
 	for _, e := range eps {
-		if localOnly && !e.Local {
-			continue
-		}
-		switch {
-		case e.Ready:
-			ready = append(ready, e)
-		case e.Serving && e.Terminating:
-			terminating = append(terminating, e)
+		if pick(e) {
+			out = append(out, e)
 		}
 	}
-	if len(ready) > 0 {
-		return ready
+	return out
+}
+
+func countFunc(eps []Endpoint, f func(Endpoint) bool) int {
+	n := 0
+	for _, e := range eps {
+		if f(e) {
+			n++
+		}
 	}
-	return terminating
+	return n
 }
 
 func nodePortIPs(family Family, node NodeFacts, cfg Config) []netip.Addr {

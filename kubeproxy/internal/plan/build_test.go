@@ -255,3 +255,48 @@ func TestPlanNamesSorted(t *testing.T) {
 		t.Errorf("SortedServices = %v, want %v", got, want)
 	}
 }
+
+// TestBuildSharesEndpointLists: at 30k services the endpoint lists are most
+// of a proxy's memory, so a plan must reuse the endpoints map's list when
+// nothing is filtered out, and copy only when something is.
+func TestBuildSharesEndpointLists(t *testing.T) {
+	allReady := []Endpoint{ep("10.0.0.1 ready"), ep("10.0.0.2 local ready")}
+	oneNotReady := []Endpoint{ep("10.0.0.1 ready"), ep("10.0.0.2 local")}
+	dual := []Endpoint{ep("10.0.0.1 ready"), ep("fd01::1 ready")}
+	tests := []struct {
+		name      string
+		eps       []Endpoint
+		etpLocal  bool
+		wantShare bool
+		want      []string
+	}{
+		{name: "all ready, one family: shared", eps: allReady, wantShare: true, want: []string{"10.0.0.1", "10.0.0.2"}},
+		{name: "one not ready: copied", eps: oneNotReady, want: []string{"10.0.0.1"}},
+		{name: "other family present: copied", eps: dual, want: []string{"10.0.0.1"}},
+		{name: "ETP=Local: cluster list still shared", eps: allReady, etpLocal: true, wantShare: true, want: []string{"10.0.0.1", "10.0.0.2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := &ServicePort{Name: web, ClusterIPs: []netip.Addr{addr("10.96.0.1")}, Port: 80, NodePort: 30080, ExternalPolicyLocal: tc.etpLocal}
+			p := Build(IPv4, ServiceMap{web: sp}, EndpointsMap{web: tc.eps}, NodeFacts{}, Config{}, nil, nil)
+			s := p.Services[web]
+			if got := ips(s.ClusterEndpoints); !slices.Equal(got, tc.want) {
+				t.Fatalf("cluster endpoints %v, want %v", got, tc.want)
+			}
+			shared := &s.ClusterEndpoints[0] == &tc.eps[0]
+			if shared != tc.wantShare {
+				t.Fatalf("cluster endpoints share the map's list: %v, want %v", shared, tc.wantShare)
+			}
+			if cap(s.ClusterEndpoints) != len(s.ClusterEndpoints) {
+				t.Errorf("cluster endpoints have spare capacity %d > %d: an append could write into the endpoints map", cap(s.ClusterEndpoints), len(s.ClusterEndpoints))
+			}
+			if tc.etpLocal {
+				if got := ips(s.ExternalEndpoints); !slices.Equal(got, []string{"10.0.0.2"}) {
+					t.Errorf("external endpoints %v, want the local one", got)
+				}
+			} else if len(s.ExternalEndpoints) == 0 || &s.ExternalEndpoints[0] != &s.ClusterEndpoints[0] {
+				t.Errorf("external endpoints are not the cluster list")
+			}
+		})
+	}
+}

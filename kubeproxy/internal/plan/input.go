@@ -44,5 +44,6 @@ type ServiceMap map[ServicePortName]*ServicePort
 
 // EndpointsMap holds the endpoints of every service port, sorted by IP then
 // port, without duplicates. Both families may be present; the planner keeps
-// the ones of its family.
+// the ones of its family. A list is never modified once it is in the map
+// (changes replace it), so plans share the lists instead of copying them.
 type EndpointsMap map[ServicePortName][]Endpoint
