@@ -38,6 +38,15 @@ type Config struct {
 	// GracefulTerminationTimeout bounds how long a removed TCP real server
 	// keeps serving its open connections at weight 0 (default 2m).
 	GracefulTerminationTimeout time.Duration
+	// Timeouts are IPVS's connection timeouts (ipvs.tcpTimeout,
+	// tcpFinTimeout, udpTimeout), set at every full sync where the kernel
+	// differs; zero fields leave the kernel's value alone. They are global to
+	// the network namespace, so both families' backends set the same ones.
+	Timeouts Timeouts
+	// ExcludeCIDRs (ipvs.excludeCIDRs): virtual servers on these addresses
+	// are never deleted as stale, by a full sync or by Cleanup, even on an
+	// address of ours (a node IP or the device); another tool manages them.
+	ExcludeCIDRs []netip.Prefix
 	// Device holds service addresses (default kube-ipvs0).
 	Device string
 	// Table is the nftables table of the support rules (default kubenode-ipvs).
@@ -66,6 +75,21 @@ func (c *Config) complete() error {
 	}
 	if c.GracefulTerminationTimeout == 0 {
 		c.GracefulTerminationTimeout = 2 * time.Minute
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"tcpTimeout", c.Timeouts.TCP}, {"tcpFinTimeout", c.Timeouts.TCPFin}, {"udpTimeout", c.Timeouts.UDP}} {
+		// The kernel keeps whole seconds, and 0 means "keep": a sub-second
+		// value would silently do nothing.
+		if t.d < 0 || (t.d > 0 && t.d < time.Second) {
+			return fmt.Errorf("ipvs config: %s %s: must be 0 (keep the kernel's) or at least 1s", t.name, t.d)
+		}
+	}
+	for i, p := range c.ExcludeCIDRs {
+		if !p.IsValid() {
+			return fmt.Errorf("ipvs config: excludeCIDRs[%d]: invalid prefix", i)
+		}
 	}
 	if c.Device == "" {
 		c.Device = "kube-ipvs0"
@@ -159,6 +183,16 @@ func NewWithKernel(cfg Config, log *zap.Logger, k Kernel, fw Firewall) (*Backend
 // Close releases netlink handles; it leaves the kernel state in place.
 func (b *Backend) Close() { b.close() }
 
+// excluded reports whether a virtual server address is in ExcludeCIDRs.
+func (b *Backend) excluded(a netip.Addr) bool {
+	for _, p := range b.cfg.ExcludeCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Backend) inFamily(a netip.Addr) bool {
 	return a.IsValid() && a.Is4() == (b.cfg.Family == plan.IPv4) && !a.IsLinkLocalUnicast()
 }
@@ -242,9 +276,34 @@ func (b *Backend) ensureSysctls() error {
 	return nil
 }
 
+// ensureTimeouts sets the configured IPVS timeouts where the kernel's
+// differ (something else may have changed them since the last full sync).
+func (b *Backend) ensureTimeouts() error {
+	want := b.cfg.Timeouts
+	if want == (Timeouts{}) {
+		return nil
+	}
+	cur, err := b.kernel.Timeouts()
+	if err != nil {
+		return err
+	}
+	differs := func(w, c time.Duration) bool { w = w.Truncate(time.Second); return w > 0 && w != c }
+	if !differs(want.TCP, cur.TCP) && !differs(want.TCPFin, cur.TCPFin) && !differs(want.UDP, cur.UDP) {
+		return nil
+	}
+	if err := b.kernel.SetTimeouts(want); err != nil {
+		return err
+	}
+	b.log.Info("set IPVS timeouts", zap.Stringer("want", want), zap.Stringer("was", cur))
+	return nil
+}
+
 func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Addr) error {
 	start := b.now()
 	if err := b.ensureSysctls(); err != nil {
+		return err
+	}
+	if err := b.ensureTimeouts(); err != nil {
 		return err
 	}
 	if err := b.kernel.EnsureDevice(b.cfg.Device); err != nil {
@@ -307,7 +366,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 		if _, want := desired[vs.VSKey]; want {
 			continue
 		}
-		if ours[vs.Address] || b.owned[vs.VSKey] {
+		if (ours[vs.Address] || b.owned[vs.VSKey]) && !b.excluded(vs.Address) {
 			if err := b.deleteVS(vs.VSKey); err != nil {
 				errs = append(errs, err)
 			}
@@ -656,7 +715,7 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, vs := range vss {
-		if b.inFamily(vs.Address) && (ours[vs.Address] || b.owned[vs.VSKey]) {
+		if b.inFamily(vs.Address) && (ours[vs.Address] || b.owned[vs.VSKey]) && !b.excluded(vs.Address) {
 			if err := b.kernel.DeleteVirtualServer(vs.VSKey); err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, err)
 			}

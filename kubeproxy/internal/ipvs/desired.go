@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
 	"golang.org/x/sys/unix"
@@ -86,6 +87,7 @@ func desiredService(s *plan.Service, scheduler string, nodeIPs []netip.Addr) *se
 	for _, ip := range s.LoadBalancerIPs {
 		external(ip, s.Port)
 		st.addrs = append(st.addrs, ip)
+		st.elems = appendSourceRanges(st.elems, s.LoadBalancerSourceRanges, ip, l4, s.Port, nodeIPs)
 	}
 	if s.NodePort != 0 {
 		for _, ip := range nodeIPs {
@@ -109,6 +111,52 @@ func desiredService(s *plan.Service, scheduler string, nodeIPs []netip.Addr) *se
 		}
 	}
 	return st
+}
+
+// appendSourceRanges restricts a load-balancer IP to loadBalancerSourceRanges.
+// Like upstream, when a range holds a node IP, the node may also reach the
+// LB IP from the LB IP itself (the source the kernel picks for a local
+// address, which the LB IP is, on the device).
+func appendSourceRanges(elems []Element, ranges []netip.Prefix, ip netip.Addr, proto uint8, port uint16, nodeIPs []netip.Addr) []Element {
+	if len(ranges) == 0 {
+		return elems
+	}
+	allow := slices.Clone(ranges)
+	fromNode := slices.ContainsFunc(nodeIPs, func(n netip.Addr) bool {
+		return slices.ContainsFunc(ranges, func(r netip.Prefix) bool { return r.Contains(n) })
+	})
+	if fromNode {
+		allow = append(allow, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	elems = append(elems, Element{Set: SetLBFirewall, Addr: ip, Proto: proto, Port: port})
+	for _, r := range disjoint(allow) {
+		elems = append(elems, Element{Set: SetLBSourceRanges, Addr: ip, Proto: proto, Port: port, Src: r})
+	}
+	return elems
+}
+
+// disjoint masks the prefixes and drops those inside another one: the
+// kernel's range set refuses overlapping elements, and two prefixes either
+// nest or do not overlap.
+func disjoint(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Masked())
+	}
+	// Shorter (wider) prefixes first, so each one's container is already kept.
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if a.Bits() != b.Bits() {
+			return a.Bits() - b.Bits()
+		}
+		return a.Addr().Compare(b.Addr())
+	})
+	kept := out[:0]
+	for _, p := range out {
+		if !slices.ContainsFunc(kept, func(k netip.Prefix) bool { return k.Contains(p.Addr()) }) {
+			kept = append(kept, p)
+		}
+	}
+	return kept
 }
 
 func appendNoEndpoints(elems []Element, t plan.Target, addr netip.Addr, proto uint8, port uint16) []Element {

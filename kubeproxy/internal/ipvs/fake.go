@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Fake is an in-memory Kernel. It keeps state like the kernel does (adding
@@ -16,6 +17,8 @@ type Fake struct {
 	devices map[string]map[netip.Addr]bool
 	local   []netip.Addr
 	sysctls map[string]string
+	// timeouts start at the kernel's defaults (15m, 2m, 5m).
+	timeouts Timeouts
 	// Calls counts mutating calls by method name.
 	Calls map[string]int
 }
@@ -30,10 +33,11 @@ var _ Kernel = (*Fake)(nil)
 // NewFake returns an empty fake kernel with IPVS.
 func NewFake() *Fake {
 	return &Fake{
-		vs:      map[VSKey]*fakeVS{},
-		devices: map[string]map[netip.Addr]bool{},
-		sysctls: map[string]string{},
-		Calls:   map[string]int{},
+		vs:       map[VSKey]*fakeVS{},
+		devices:  map[string]map[netip.Addr]bool{},
+		sysctls:  map[string]string{},
+		Calls:    map[string]int{},
+		timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
 	}
 }
 
@@ -294,5 +298,27 @@ func (f *Fake) SetSysctl(path, value string) error {
 	defer f.mu.Unlock()
 	f.Calls["SetSysctl"]++
 	f.sysctls[path] = value
+	return nil
+}
+
+func (f *Fake) Timeouts() (Timeouts, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.timeouts, nil
+}
+
+func (f *Fake) SetTimeouts(t Timeouts) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls["SetTimeouts"]++
+	// Like the kernel: whole seconds, zero leaves a value alone.
+	set := func(p *time.Duration, v time.Duration) {
+		if v = v.Truncate(time.Second); v > 0 {
+			*p = v
+		}
+	}
+	set(&f.timeouts.TCP, t.TCP)
+	set(&f.timeouts.TCPFin, t.TCPFin)
+	set(&f.timeouts.UDP, t.UDP)
 	return nil
 }

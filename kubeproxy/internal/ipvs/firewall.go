@@ -34,17 +34,26 @@ const (
 	SetDrop
 	// SetNodePorts: (protocol, port) accepted on input.
 	SetNodePorts
+	// SetLBFirewall: load-balancer IP destinations of services with
+	// loadBalancerSourceRanges; traffic to them from a source that
+	// SetLBSourceRanges does not list for that destination is dropped.
+	SetLBFirewall
+	// SetLBSourceRanges: (address, protocol, port, source prefix), an
+	// interval set; Element.Src is the prefix.
+	SetLBSourceRanges
 )
 
 var setNames = map[SetName]string{
 	SetServiceVIPs: "service-vips", SetClusterVIPs: "cluster-vips", SetExternalMasq: "external-masq",
 	SetHairpin: "hairpin", SetReject: "no-endpoints-reject", SetDrop: "no-endpoints-drop", SetNodePorts: "node-ports",
+	SetLBFirewall: "lb-firewall", SetLBSourceRanges: "lb-source-ranges",
 }
 
 // String returns the nftables set name.
 func (s SetName) String() string { return setNames[s] }
 
-var allSets = []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetHairpin, SetReject, SetDrop, SetNodePorts}
+var allSets = []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetHairpin, SetReject, SetDrop, SetNodePorts,
+	SetLBFirewall, SetLBSourceRanges}
 
 // Element is one set element; fields a set does not use are zero.
 type Element struct {
@@ -53,12 +62,17 @@ type Element struct {
 	Proto uint8
 	Port  uint16
 	Addr2 netip.Addr
+	// Src is the source prefix of a SetLBSourceRanges element (masked).
+	Src netip.Prefix
 }
 
 func (e Element) String() string {
 	s := fmt.Sprintf("%s{%s . %s . %d", e.Set, e.Addr, protoName(uint16(e.Proto)), e.Port)
 	if e.Addr2.IsValid() {
 		s += " . " + e.Addr2.String()
+	}
+	if e.Src.IsValid() {
+		s += " . " + e.Src.String()
 	}
 	return s + "}"
 }
@@ -70,6 +84,7 @@ type elemKey struct {
 	proto uint8
 	port  uint16
 	v6    bool
+	bits  uint8 // Src's prefix length; Src's address is in a2
 	a, a2 [16]byte
 }
 
@@ -80,6 +95,10 @@ func (e Element) key() elemKey {
 	}
 	if e.Addr2.IsValid() {
 		k.a2 = e.Addr2.As16()
+	}
+	if e.Src.IsValid() {
+		k.a2 = e.Src.Addr().As16()
+		k.bits = uint8(e.Src.Bits())
 	}
 	return k
 }
@@ -98,6 +117,9 @@ func (k elemKey) elem() Element {
 	}
 	if k.set == SetHairpin {
 		e.Addr2 = addr(k.a2)
+	}
+	if k.set == SetLBSourceRanges {
+		e.Src = netip.PrefixFrom(addr(k.a2), int(k.bits))
 	}
 	return e
 }
@@ -222,6 +244,10 @@ func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endp
 		v.Reject = f.elems[key(SetReject)]
 		v.Drop = f.elems[key(SetDrop)]
 	}
+	if f.elems[key(SetLBFirewall)] && !f.sourceAllowed(src, dst, proto, port) {
+		// Checked before IPVS, on every path: from outside and from the node.
+		v.Drop = true
+	}
 	mark := false
 	switch {
 	case f.rs.MasqueradeAll || local:
@@ -235,4 +261,19 @@ func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endp
 	hair := endpoint.IsValid() && f.elems[Element{Set: SetHairpin, Addr: endpoint.Addr(), Proto: proto, Port: endpoint.Port(), Addr2: src}.key()]
 	v.Masquerade = mark || hair
 	return v
+}
+
+// sourceAllowed reports whether src is in a SetLBSourceRanges prefix for
+// the destination. Callers hold f.mu.
+func (f *FakeFirewall) sourceAllowed(src, dst netip.Addr, proto uint8, port uint16) bool {
+	for k := range f.elems {
+		if k.set != SetLBSourceRanges {
+			continue
+		}
+		e := k.elem()
+		if e.Addr == dst && e.Proto == proto && e.Port == port && e.Src.Contains(src) {
+			return true
+		}
+	}
+	return false
 }

@@ -226,7 +226,16 @@ func TestHostKernelServiceDevice(t *testing.T) {
 			}
 			// The node must treat the address as its own (a local route), or
 			// nothing addressed to the service reaches the input hook.
-			rs, err := h.RouteGet(net.IP(a.AsSlice()))
+			// IPv6 installs the local route asynchronously after the
+			// address (seen here on a port-less bridge): allow it a moment.
+			var rs []netlink.Route
+			var err error
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				rs, err = h.RouteGet(net.IP(a.AsSlice()))
+				if (err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL) || time.Now().After(deadline) {
+					break
+				}
+			}
 			if err != nil || len(rs) == 0 || rs[0].Type != unix.RTN_LOCAL {
 				t.Errorf("route to %s = %v (err %v), want a local route", a, rs, err)
 			}
@@ -388,7 +397,12 @@ func decodeKey(s *nftables.Set, e nftables.SetElement) string {
 			return fmt.Sprintf("unknown field %v in %x", f, e.Key)
 		}
 	}
-	return strings.Join(parts, " . ")
+	out := strings.Join(parts, " . ")
+	if len(e.KeyEnd) > 0 {
+		end := decodeKey(s, nftables.SetElement{Key: e.KeyEnd})
+		out += " - " + end
+	}
+	return out
 }
 
 // hostFamily holds one IP family's addresses for the support-rule test.
@@ -546,6 +560,8 @@ func testSupportRules(t *testing.T, f hostFamily) {
 		"no-endpoints-drop":   {},
 		"node-ports":          {"TCP . 30080"},
 		"cluster-cidrs":       {f.cidrStart, f.end},
+		"lb-firewall":         {},
+		"lb-source-ranges":    {},
 	}
 	checkTable := func(t *testing.T, want map[string][]string) {
 		t.Helper()
@@ -560,6 +576,7 @@ func testSupportRules(t *testing.T, f hostFamily) {
 		wantChains := map[string]string{
 			"nat-prerouting": "nat hook 0", "filter-input": "filter hook 1", "filter-forward": "filter hook 2",
 			"nat-output": "nat hook 3", "nat-postrouting": "nat hook 4",
+			"filter-prerouting": "filter hook 0", "filter-output": "filter hook 3",
 		}
 		if fmt.Sprint(d.chains) != fmt.Sprint(wantChains) {
 			t.Errorf("chains = %v, want %v", d.chains, wantChains)
@@ -649,6 +666,8 @@ func testSupportRules(t *testing.T, f hostFamily) {
 			"no-endpoints-drop":   {},
 			"node-ports":          {},
 			"cluster-cidrs":       {f.cidrStart, f.end},
+			"lb-firewall":         {},
+			"lb-source-ranges":    {},
 		})
 		ip := netip.MustParseAddr(f.webVIP)
 		if _, ok := linkAddrs(t, hn, hostDev)[netip.PrefixFrom(ip, ip.BitLen()).String()]; ok {
@@ -677,4 +696,128 @@ func maps(m map[string][]string) map[string][]string {
 		out[k] = slices.Clone(v)
 	}
 	return out
+}
+
+// dialFrom connects from ns with the given local address (invalid: any) and
+// a short timeout; a dropped SYN shows as a timeout.
+func dialFrom(ns netns.NsHandle, local netip.Addr, addr string, timeout time.Duration) error {
+	return onThreadIn(ns, func() error {
+		d := net.Dialer{Timeout: timeout}
+		if local.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+		}
+		c, err := d.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+// The loadBalancerSourceRanges rules on this kernel's nftables: without
+// IPVS the LB IP is simply a local address with a listener, so whatever
+// stops a connection is our table. The same behaviour through IPVS is
+// TestIPVSLoadBalancerSourceRanges under qemu.
+func TestHostKernelLoadBalancerSourceRanges(t *testing.T) {
+	needRoot(t)
+	f := hostFamilies[0]
+	node, client := hostNetNS(t), hostNetNS(t)
+	hn := rtnl(t, node)
+	addBridge(t, hn, hostDev)
+	connectVeth(t, node, client, f)
+	// A second client address, outside the range below.
+	inside, outside := netip.MustParseAddr(f.clientIP), netip.MustParseAddr("10.0.0.5")
+	hc := rtnl(t, client)
+	cl, err := hc.LinkByName("kn-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.AddrAdd(cl, &netlink.Addr{IPNet: &net.IPNet{IP: outside.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+
+	nft, err := NewNftables("kubenode-ipvs", false, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nft.Close()
+	b, err := NewWithKernel(Config{Family: f.name}, zaptest.NewLogger(t), hostKernel{Fake: NewFake(), dev: deviceKernel(t, node)}, nft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lbIP := netip.MustParseAddr("192.0.2.10")
+	lb := svc("lb", f.webVIP, 80, ep(netip.AddrPortFrom(netip.MustParseAddr(f.webEP), 8080).String(), true))
+	lb.LoadBalancerIPs = []netip.Addr{lbIP}
+	// Overlapping ranges on purpose: the kernel's range set refuses
+	// overlapping elements, so the backend must merge them.
+	lb.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), netip.MustParsePrefix("10.0.0.2/31")}
+	open := svc("open", f.emptyVIP, 80, ep(netip.AddrPortFrom(netip.MustParseAddr(f.emptyEP), 8080).String(), true))
+	openLB := netip.MustParseAddr("192.0.2.11")
+	open.LoadBalancerIPs = []netip.Addr{openLB}
+	p := mkPlan(lb, open)
+	p.NodeIPs = []netip.Addr{netip.MustParseAddr(f.nodeIP)}
+	if err := b.Sync(ctx, p, nil, true); err != nil {
+		t.Fatalf("full sync: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Cleanup(ctx) })
+	lbAddr, openAddr := netip.AddrPortFrom(lbIP, 80).String(), netip.AddrPortFrom(openLB, 80).String()
+	listen(t, node, lbAddr)
+	listen(t, node, openAddr)
+
+	reaches := func(t *testing.T, ns netns.NsHandle, src netip.Addr, addr string) {
+		t.Helper()
+		if err := dialFrom(ns, src, addr, 3*time.Second); err != nil {
+			t.Fatalf("from %v to %s: %v, want a connection", src, addr, err)
+		}
+	}
+	dropped := func(t *testing.T, ns netns.NsHandle, src netip.Addr, addr string) {
+		t.Helper()
+		err := dialFrom(ns, src, addr, 700*time.Millisecond)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("from %v to %s: err = %v, want a timeout (dropped)", src, addr, err)
+		}
+	}
+
+	d, ok := readTable(t, node, "kubenode-ipvs", f.nftFam)
+	if !ok {
+		t.Fatal("table missing")
+	}
+	wantRanges := []string{"192.0.2.10 . TCP . 80 . 10.0.0.2 - 192.0.2.10 . TCP . 80 . 10.0.0.3"}
+	if !slices.Equal(d.elems["lb-source-ranges"], wantRanges) {
+		t.Errorf("lb-source-ranges = %q, want %q", d.elems["lb-source-ranges"], wantRanges)
+	}
+
+	t.Run("source inside the ranges reaches the LB IP", func(t *testing.T) { reaches(t, client, inside, lbAddr) })
+	t.Run("source outside the ranges is dropped", func(t *testing.T) { dropped(t, client, outside, lbAddr) })
+	t.Run("service without ranges is open to all", func(t *testing.T) { reaches(t, client, outside, openAddr) })
+	t.Run("node outside the ranges is dropped too, like upstream", func(t *testing.T) {
+		dropped(t, node, netip.Addr{}, lbAddr)
+	})
+
+	t.Run("widening the ranges to the node's subnet lets the node in", func(t *testing.T) {
+		wide := *lb
+		wide.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+		p.Services[lb.Name] = &wide
+		if err := b.Sync(ctx, p, map[plan.ServicePortName]struct{}{lb.Name: {}}, false); err != nil {
+			t.Fatalf("partial sync: %v", err)
+		}
+		reaches(t, node, netip.Addr{}, lbAddr)
+		reaches(t, client, outside, lbAddr)
+	})
+
+	t.Run("dropping the ranges opens the LB IP", func(t *testing.T) {
+		none := *lb
+		none.LoadBalancerSourceRanges = nil
+		p.Services[lb.Name] = &none
+		if err := b.Sync(ctx, p, nil, true); err != nil {
+			t.Fatalf("full sync: %v", err)
+		}
+		d, _ := readTable(t, node, "kubenode-ipvs", f.nftFam)
+		if len(d.elems["lb-firewall"])+len(d.elems["lb-source-ranges"]) != 0 {
+			t.Fatalf("firewall elements left: %v", d.elems)
+		}
+		reaches(t, client, outside, lbAddr)
+	})
 }

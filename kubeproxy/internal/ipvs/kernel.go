@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,6 +68,17 @@ func (r *RealServer) String() string {
 	return fmt.Sprintf("%s w=%d", r.Key(), r.Weight)
 }
 
+// Timeouts are IPVS's connection timeouts for one network namespace
+// (ipvsadm --set). A zero field means "leave the kernel's value alone",
+// when setting; the kernel keeps whole seconds.
+type Timeouts struct {
+	TCP, TCPFin, UDP time.Duration
+}
+
+func (t Timeouts) String() string {
+	return fmt.Sprintf("tcp=%s tcpfin=%s udp=%s", t.TCP, t.TCPFin, t.UDP)
+}
+
 // Kernel is the slice of the kernel the IPVS backend programs: IPVS virtual
 // and real servers, the dummy device that holds service addresses, and
 // sysctls. The netlink implementation and the in-memory fake both pass the
@@ -96,6 +108,11 @@ type Kernel interface {
 	// LocalAddresses lists the global unicast addresses of every link but
 	// skipDevice, for node ports served on all local addresses.
 	LocalAddresses(skipDevice string) ([]netip.Addr, error)
+
+	// Timeouts reads IPVS's connection timeouts; SetTimeouts changes the
+	// non-zero fields of t and leaves the others.
+	Timeouts() (Timeouts, error)
+	SetTimeouts(t Timeouts) error
 
 	// Sysctl paths are relative to /proc/sys, e.g. "net/ipv4/vs/conntrack".
 	Sysctl(path string) (string, error)

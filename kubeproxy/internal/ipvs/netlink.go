@@ -355,6 +355,23 @@ func (k *Netlink) LocalAddresses(skipDevice string) ([]netip.Addr, error) {
 	return out, nil
 }
 
+func (k *Netlink) Timeouts() (Timeouts, error) {
+	c, err := k.ipvs.GetConfig()
+	if err != nil {
+		return Timeouts{}, fmt.Errorf("read IPVS timeouts: %w", err)
+	}
+	return Timeouts{TCP: c.TimeoutTCP, TCPFin: c.TimeoutTCPFin, UDP: c.TimeoutUDP}, nil
+}
+
+func (k *Netlink) SetTimeouts(t Timeouts) error {
+	// moby/ipvs sends whole seconds; 0 tells the kernel to keep a value.
+	err := k.ipvs.SetConfig(&libipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP})
+	if err != nil {
+		return fmt.Errorf("set IPVS timeouts (%s): %w", t, err)
+	}
+	return nil
+}
+
 func sysctlFile(path string) (string, error) {
 	clean := filepath.Clean(path)
 	if filepath.IsAbs(clean) || strings.HasPrefix(clean, "..") {

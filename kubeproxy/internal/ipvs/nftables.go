@@ -91,10 +91,15 @@ func (n *Nftables) setDefs() map[SetName]*nftables.Set {
 	a := n.addrType()
 	vip := nftables.MustConcatSetType(a, nftables.TypeInetProto, nftables.TypeInetService)
 	m := map[SetName]*nftables.Set{}
-	for _, s := range []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetReject, SetDrop} {
+	for _, s := range []SetName{SetServiceVIPs, SetClusterVIPs, SetExternalMasq, SetReject, SetDrop, SetLBFirewall} {
 		m[s] = &nftables.Set{Table: n.table, Name: s.String(), KeyType: vip, Concatenation: true}
 	}
 	m[SetHairpin] = &nftables.Set{Table: n.table, Name: SetHairpin.String(), Concatenation: true,
+		KeyType: nftables.MustConcatSetType(a, nftables.TypeInetProto, nftables.TypeInetService, a)}
+	// A concatenation with a range in it: the kernel's pipapo set, which
+	// matches each field against a range (the address fields here are
+	// single addresses, the source a prefix).
+	m[SetLBSourceRanges] = &nftables.Set{Table: n.table, Name: SetLBSourceRanges.String(), Concatenation: true, Interval: true,
 		KeyType: nftables.MustConcatSetType(a, nftables.TypeInetProto, nftables.TypeInetService, a)}
 	m[SetNodePorts] = &nftables.Set{Table: n.table, Name: SetNodePorts.String(), Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)}
@@ -111,9 +116,24 @@ func key(e Element) []byte {
 	b = append(b, e.Proto, 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, e.Port)
 	b = append(b, 0, 0)
-	if e.Set == SetHairpin {
+	switch e.Set {
+	case SetHairpin:
 		b = append(b, e.Addr2.AsSlice()...)
+	case SetLBSourceRanges:
+		b = append(b, e.Src.Masked().Addr().AsSlice()...)
 	}
+	return b
+}
+
+// keyEnd is the inclusive upper end of a range element (nil for others):
+// the same fields with the source prefix's last address.
+func keyEnd(e Element) []byte {
+	if e.Set != SetLBSourceRanges {
+		return nil
+	}
+	b := key(e)
+	last := lastAddr(e.Src.Masked()).AsSlice()
+	copy(b[len(b)-len(last):], last)
 	return b
 }
 
@@ -123,7 +143,7 @@ func (n *Nftables) addElements(s *nftables.Set, elems []Element, del bool) error
 		elems = elems[len(chunk):]
 		vals := make([]nftables.SetElement, len(chunk))
 		for i, e := range chunk {
-			vals[i] = nftables.SetElement{Key: key(e)}
+			vals[i] = nftables.SetElement{Key: key(e), KeyEnd: keyEnd(e)}
 		}
 		var err error
 		if del {
@@ -260,6 +280,11 @@ func (n *Nftables) Replace(r *Ruleset) error {
 	out := chain("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest)
 	post := chain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
 	in := chain("filter-input", nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter)
+	// Before IPVS takes the packet (it does on local-out at NAT_DST+2) and
+	// before any DNAT, on both ways in: from outside and from the node.
+	fwPrio := nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 10)
+	fwPre := chain("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, fwPrio)
+	fwOut := chain("filter-output", nftables.ChainTypeFilter, nftables.ChainHookOutput, fwPrio)
 	fwd := chain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
 
 	// Which new connections get the masquerade mark.
@@ -290,6 +315,21 @@ func (n *Nftables) Replace(r *Ruleset) error {
 		&expr.Lookup{SourceRegister: reg32, SetName: SetNodePorts.String(), SetID: n.sets[SetNodePorts].ID},
 		&expr.Verdict{Kind: expr.VerdictAccept}}))
 	rule(fwd, cat(ctState(expr.CtStateBitINVALID), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}))
+
+	// loadBalancerSourceRanges: traffic to a firewalled LB IP from a source
+	// outside its ranges is dropped.
+	lbDrop := func() []expr.Any {
+		return cat(n.matchVIP(n.sets[SetLBFirewall]),
+			[]expr.Any{n.daddr(reg32), l4proto(reg32 + w), dport(reg32 + w + 1), n.saddr(reg32 + w + 2),
+				&expr.Lookup{SourceRegister: reg32, SetName: SetLBSourceRanges.String(), SetID: n.sets[SetLBSourceRanges].ID, Invert: true},
+				&expr.Verdict{Kind: expr.VerdictDrop}})
+	}
+	// A packet arriving on lo was sent by this node, judged on output
+	// already and maybe masqueraded since (a source no range lists).
+	notLoopback := []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint16(unix.ARPHRD_LOOPBACK)}}
+	rule(fwPre, cat(notLoopback, lbDrop()))
+	rule(fwOut, lbDrop())
 
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("replace nftables table %s: %w", n.table.Name, err)
