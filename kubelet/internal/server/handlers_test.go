@@ -60,7 +60,9 @@ func (f *fakeRuntime) ContainerStatus(_ context.Context, id string, verbose bool
 	if p, ok := f.cgroups[id]; ok && verbose {
 		f.verboseCalls++
 		info := fmt.Sprintf(`{"pid":42,"runtimeSpec":{"linux":{"cgroupsPath":%q}}}`, p)
-		return &runtimeapi.ContainerStatusResponse{Status: &runtimeapi.ContainerStatus{Id: id}, Info: map[string]string{"info": info}}, nil
+		// As containerd: the status names the image by its tag, the list only by ID.
+		st := &runtimeapi.ContainerStatus{Id: id, Image: &runtimeapi.ImageSpec{Image: "registry.example/" + id + ":tag"}}
+		return &runtimeapi.ContainerStatusResponse{Status: st, Info: map[string]string{"info": info}}, nil
 	}
 	for _, c := range f.containers {
 		if c.Id == id {

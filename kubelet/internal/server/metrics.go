@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,9 +113,10 @@ func usage(cpu *statsapi.CPUStats, mem *statsapi.MemoryStats, swap *statsapi.Swa
 
 // cadvisorMetrics turns a snapshot into the /metrics/cadvisor subset (pure): the root cgroup
 // ("/", the node) and each running container, labelled as cAdvisor does (id the cgroup path,
-// name the runtime's container ID). cgroups maps container IDs to cgroup paths; a container
-// missing from it has an empty id. A nil snapshot is a failed read.
-func cadvisorMetrics(snap *stats.Snapshot, cgroups map[string]string) []prometheus.Metric {
+// name the runtime's container ID). idents maps container IDs to what the runtime's status
+// says of them; a container missing from it has an empty id and the snapshot's image. A nil
+// snapshot is a failed read.
+func cadvisorMetrics(snap *stats.Snapshot, idents map[string]runtimeIdentity) []prometheus.Metric {
 	failed := 0.0
 	if snap == nil {
 		failed = 1
@@ -131,7 +133,12 @@ func cadvisorMetrics(snap *stats.Snapshot, cgroups map[string]string) []promethe
 		out = append(out, stamped(n.Memory.Time.Time, cadvisorMemDesc, prometheus.GaugeValue, float64(*n.Memory.WorkingSetBytes), root...))
 	}
 	for _, c := range snap.Containers {
-		labels := []string{c.Stats.Name, cgroups[c.ID], c.Image, c.ID, c.Pod.Namespace, c.Pod.Name}
+		ident := idents[c.ID]
+		image := ident.image
+		if image == "" {
+			image = c.Image
+		}
+		labels := []string{c.Stats.Name, ident.cgroup, image, c.ID, c.Pod.Namespace, c.Pod.Name}
 		if cpu := c.Stats.CPU; cpu != nil && cpu.UsageCoreNanoSeconds != nil {
 			out = append(out, stamped(cpu.Time.Time, cadvisorCPUDesc, prometheus.CounterValue, seconds(*cpu.UsageCoreNanoSeconds), append(labels, "total")...))
 		}
@@ -186,50 +193,64 @@ func (s *Server) resourceMetrics(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) cadvisorMetrics(w http.ResponseWriter, r *http.Request) {
 	snap := s.snapshot(r)
-	var cgroups map[string]string
+	var idents map[string]runtimeIdentity
 	if snap != nil {
-		cgroups = s.cgroups.resolve(r.Context(), snap.Containers, s.cfg.RuntimeTimeout)
+		idents = s.idents.resolve(r.Context(), snap.Containers, s.cfg.RuntimeTimeout)
 	}
-	serveMetrics(w, r, cadvisorMetrics(snap, cgroups), s.cfg.Log)
+	serveMetrics(w, r, cadvisorMetrics(snap, idents), s.cfg.Log)
 }
 
-// ContainerStatuser is the CRI call that tells a container's cgroup (verbose info).
+// ContainerStatuser is the CRI call that tells a container's cgroup (verbose info) and its
+// image by name.
 type ContainerStatuser interface {
 	ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatusResponse, error)
 }
 
-// cgroupCache remembers each container's cgroup path, which never changes for a container
-// ID, so a scrape asks the runtime only about containers it has not seen.
-type cgroupCache struct {
+// runtimeIdentity is what cAdvisor labels a container by that only the runtime's status tells.
+type runtimeIdentity struct {
+	cgroup string
+	// image is the image by name (containerd lists containers by image ID only).
+	image string
+}
+
+// identityCache remembers each container's identity, which never changes for a container ID,
+// so a scrape asks the runtime only about containers it has not seen.
+type identityCache struct {
 	rt  ContainerStatuser
 	log *zap.Logger
 
 	mu    sync.Mutex
-	paths map[string]string
+	known map[string]runtimeIdentity
 }
 
-// resolve returns the cgroup paths of the containers and forgets containers that are gone.
-func (c *cgroupCache) resolve(ctx context.Context, cs []stats.Container, timeout time.Duration) map[string]string {
+// resolve returns the identities of the containers and forgets containers that are gone.
+func (c *identityCache) resolve(ctx context.Context, cs []stats.Container, timeout time.Duration) map[string]runtimeIdentity {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := make(map[string]string, len(cs))
+	next := make(map[string]runtimeIdentity, len(cs))
 	for _, ct := range cs {
-		if p, ok := c.paths[ct.ID]; ok {
-			next[ct.ID] = p
+		if id, ok := c.known[ct.ID]; ok {
+			next[ct.ID] = id
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		st, err := c.rt.ContainerStatus(cctx, ct.ID, true)
 		cancel()
 		if err != nil {
-			c.log.Debug("container cgroup", zap.String("container", ct.ID), zap.Error(err))
+			c.log.Debug("container identity", zap.String("container", ct.ID), zap.Error(err))
 			continue
 		}
-		if p := cgroupFromInfo(st.GetInfo()); p != "" {
-			next[ct.ID] = p
+		id := runtimeIdentity{cgroup: cgroupFromInfo(st.GetInfo())}
+		img := st.GetStatus().GetImage()
+		switch {
+		case img.GetUserSpecifiedImage() != "":
+			id.image = img.GetUserSpecifiedImage()
+		case img.GetImage() != "" && !strings.HasPrefix(img.GetImage(), "sha256:"):
+			id.image = img.GetImage()
 		}
+		next[ct.ID] = id
 	}
-	c.paths = next
+	c.known = next
 	return next
 }
 

@@ -234,7 +234,7 @@ func keys(fams map[string]*dto.MetricFamily) []string {
 func TestCadvisorMetrics(t *testing.T) {
 	rt := &fakeRuntime{cgroups: map[string]string{"c-app": "/kubepods/besteffort/poduid-1/c-app", "c-side": "/kubepods/besteffort/poduid-1/c-side"}}
 	s := metricsServer(t, fakeStats{snap: testSnapshot()}, rt)
-	app := "container=app,id=/kubepods/besteffort/poduid-1/c-app,image=registry.example/web:1,name=c-app,namespace=ns,pod=web"
+	app := "container=app,id=/kubepods/besteffort/poduid-1/c-app,image=registry.example/c-app:tag,name=c-app,namespace=ns,pod=web"
 	counter, gauge := dto.MetricType_COUNTER, dto.MetricType_GAUGE
 	want := []sample{
 		{"container_cpu_usage_seconds_total", counter, "container=,cpu=total,id=/,image=,name=,namespace=,pod=", 150, nodeRead},
@@ -242,7 +242,7 @@ func TestCadvisorMetrics(t *testing.T) {
 		{"container_cpu_usage_seconds_total", counter, strings.Replace(app, "container=app,", "container=app,cpu=total,", 1), 2.5, ctrRead},
 		{"container_memory_working_set_bytes", gauge, app, 4096, ctrRead},
 		{"container_start_time_seconds", gauge, app, 1_799_999_000.5, time.Time{}},
-		{"container_memory_working_set_bytes", gauge, "container=side,id=/kubepods/besteffort/poduid-1/c-side,image=registry.example/side:1,name=c-side,namespace=ns,pod=web", 1024, ctrRead},
+		{"container_memory_working_set_bytes", gauge, "container=side,id=/kubepods/besteffort/poduid-1/c-side,image=registry.example/c-side:tag,name=c-side,namespace=ns,pod=web", 1024, ctrRead},
 	}
 	for i := range 2 {
 		code, fams := scrape(t, s, "scraper", "/metrics/cadvisor")
@@ -254,6 +254,15 @@ func TestCadvisorMetrics(t *testing.T) {
 			t.Errorf("%d verbose ContainerStatus calls over two scrapes of two containers, want 2 (cgroup paths are cached)", rt.verboseCalls)
 		}
 	}
+}
+
+func TestCadvisorMetricsWithoutRuntimeStatus(t *testing.T) {
+	// The runtime cannot tell the containers' status: the series stay, with the listed image
+	// and no cgroup.
+	s := metricsServer(t, fakeStats{snap: testSnapshot()}, &fakeRuntime{})
+	_, fams := scrape(t, s, "scraper", "/metrics/cadvisor")
+	checkSamples(t, fams, []sample{{"container_memory_working_set_bytes", dto.MetricType_GAUGE,
+		"container=app,id=,image=registry.example/web:1,name=c-app,namespace=ns,pod=web", 4096, ctrRead}})
 }
 
 func TestMetricsAndConfigzAuthorization(t *testing.T) {

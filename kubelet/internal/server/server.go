@@ -85,7 +85,7 @@ type Server struct {
 	cfg      Config
 	handler  http.Handler
 	requests *prometheus.CounterVec
-	cgroups  *cgroupCache
+	idents   *identityCache
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -123,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /pods", s.pods)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
 	if cfg.Stats != nil {
-		s.cgroups = &cgroupCache{rt: cfg.Runtime, log: cfg.Log}
+		s.idents = &identityCache{rt: cfg.Runtime, log: cfg.Log}
 		mux.HandleFunc("GET /stats/summary", s.summary)
 		mux.HandleFunc("GET /metrics/resource", s.resourceMetrics)
 		mux.HandleFunc("GET /metrics/cadvisor", s.cadvisorMetrics)
