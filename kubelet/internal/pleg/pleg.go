@@ -24,6 +24,7 @@ type Lister interface {
 // PLEG relists and emits per-pod change events.
 type PLEG struct {
 	lister    Lister
+	cache     *Cache
 	period    time.Duration
 	threshold time.Duration
 	onChange  func(types.UID)
@@ -38,11 +39,12 @@ type PLEG struct {
 	relisted bool
 }
 
-// New returns a PLEG. onChange is called (from the relist goroutine) for every pod whose
-// runtime state changed, appeared or disappeared. threshold is how long relisting may fail
-// before Healthy reports an error.
-func New(lister Lister, period, threshold time.Duration, onChange func(types.UID), now func() time.Time, log *zap.Logger) *PLEG {
-	return &PLEG{lister: lister, period: period, threshold: threshold, onChange: onChange, log: log, now: now, last: map[types.UID]*runtime.PodState{}}
+// New returns a PLEG. Every successful relist is written to cache (nil: none) before onChange
+// is called (from the relist goroutine) for every pod whose runtime state changed, appeared or
+// disappeared, so the sync it triggers reads that state. threshold is how long relisting may
+// fail before Healthy reports an error.
+func New(lister Lister, cache *Cache, period, threshold time.Duration, onChange func(types.UID), now func() time.Time, log *zap.Logger) *PLEG {
+	return &PLEG{lister: lister, cache: cache, period: period, threshold: threshold, onChange: onChange, log: log, now: now, last: map[types.UID]*runtime.PodState{}}
 }
 
 // Run relists every period until ctx ends.
@@ -64,6 +66,8 @@ func (p *PLEG) Run(ctx context.Context) {
 
 // Relist lists once and emits events.
 func (p *PLEG) Relist(ctx context.Context) {
+	// The listing shows the runtime as it was when the calls began, or later.
+	at := p.now()
 	pods, err := p.lister.Relist(ctx)
 	p.mu.Lock()
 	if err != nil {
@@ -78,6 +82,9 @@ func (p *PLEG) Relist(ctx context.Context) {
 	p.lastErr = nil
 	p.relisted = true
 	p.mu.Unlock()
+	if p.cache != nil {
+		p.cache.SetAll(pods, at)
+	}
 	for uid, ps := range pods {
 		if old, ok := prev[uid]; !ok || !reflect.DeepEqual(old.Observed, ps.Observed) || !reflect.DeepEqual(old.IPs, ps.IPs) {
 			p.onChange(uid)

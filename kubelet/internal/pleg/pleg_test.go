@@ -40,7 +40,7 @@ func TestRelistEvents(t *testing.T) {
 	l := &fakeLister{pods: map[types.UID]*runtime.PodState{"a": pod("a", plan.StateRunning), "b": pod("b", plan.StateRunning)}}
 	var got []string
 	now := time.Unix(1000, 0)
-	p := New(l, time.Second, 3*time.Minute, func(uid types.UID) { got = append(got, string(uid)) }, func() time.Time { return now }, zap.NewNop())
+	p := New(l, nil, time.Second, 3*time.Minute, func(uid types.UID) { got = append(got, string(uid)) }, func() time.Time { return now }, zap.NewNop())
 	steps := []struct {
 		name   string
 		change func()
@@ -67,7 +67,7 @@ func TestRelistEvents(t *testing.T) {
 func TestHealth(t *testing.T) {
 	l := &fakeLister{pods: map[types.UID]*runtime.PodState{}}
 	now := time.Unix(1000, 0)
-	p := New(l, time.Second, time.Minute, func(types.UID) {}, func() time.Time { return now }, zap.NewNop())
+	p := New(l, nil, time.Second, time.Minute, func(types.UID) {}, func() time.Time { return now }, zap.NewNop())
 	p.Relist(context.Background())
 	if err := p.Healthy(); err != nil {
 		t.Fatalf("healthy after relist: %v", err)

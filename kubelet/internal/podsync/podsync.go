@@ -63,6 +63,15 @@ type Cgroups interface {
 	RemovePod(uid types.UID) error
 }
 
+// PodCache holds the runtime state the PLEG and the syncs observed, with when they did.
+type PodCache interface {
+	// Get returns the pod's state (nil: nothing in the runtime) if observed at or after
+	// notBefore; ok is false when no observation is that recent.
+	Get(uid types.UID, notBefore time.Time) (st *runtime.PodState, ok bool)
+	// Set records a state observed from at on.
+	Set(uid types.UID, st *runtime.PodState, at time.Time)
+}
+
 // Admitter decides whether a new pod may run here.
 type Admitter interface {
 	Admit(pod *v1.Pod) *status.Rejection
@@ -108,6 +117,7 @@ type Node struct {
 type Deps struct {
 	Pods     Pods
 	Runtime  Runtime
+	Cache    PodCache // optional: without it every sync lists the pod in the runtime
 	Images   Images
 	Objects  runtime.Objects
 	Volumes  Volumes
@@ -132,6 +142,11 @@ type Syncer struct {
 	errs     map[types.UID]map[string]plan.Waiting // start errors shown until a start succeeds
 	admitted map[types.UID]bool
 	rejected map[types.UID]*status.Rejection
+	// acted is when the pod's last runtime action returned: a sync never plans from a state
+	// observed before it.
+	acted map[types.UID]time.Time
+	// mountRetry is the next retry delay after a failed volume setup.
+	mountRetry map[types.UID]time.Duration
 }
 
 var _ podworkers.Syncer = (*Syncer)(nil)
@@ -158,7 +173,7 @@ func New(d Deps) (*Syncer, error) {
 	if d.Recorder == nil {
 		d.Recorder = &record.FakeRecorder{}
 	}
-	return &Syncer{d: d, backoff: map[types.UID]map[string]plan.BackoffEntry{}, errs: map[types.UID]map[string]plan.Waiting{}, admitted: map[types.UID]bool{}, rejected: map[types.UID]*status.Rejection{}}, nil
+	return &Syncer{d: d, backoff: map[types.UID]map[string]plan.BackoffEntry{}, errs: map[types.UID]map[string]plan.Waiting{}, admitted: map[types.UID]bool{}, rejected: map[types.UID]*status.Rejection{}, acted: map[types.UID]time.Time{}, mountRetry: map[types.UID]time.Duration{}}, nil
 }
 
 // MarkAdmitted records pods that were already running when the kubelet started, so a restart
@@ -183,7 +198,7 @@ func (s *Syncer) log(pod *v1.Pod) *zap.Logger {
 // Sync runs one sync of a pod.
 func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, error) {
 	pod, apiPod, ok := s.d.Pods.Get(uid)
-	rs, err := s.d.Runtime.PodState(ctx, uid)
+	rs, err := s.podState(ctx, uid)
 	if err != nil {
 		return podworkers.Result{}, err
 	}
@@ -232,8 +247,11 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 			log.Warn("volume setup failed", zap.Error(err))
 			s.d.Recorder.Event(ref, v1.EventTypeWarning, "FailedMount", err.Error())
 			s.report(uid, pod, apiPod, rs, plan.Result{}, nil)
-			return podworkers.Result{RequeueAfter: 2 * time.Second}, nil
+			return podworkers.Result{RequeueAfter: s.nextMountRetry(uid)}, nil
 		}
+		s.mu.Lock()
+		delete(s.mountRetry, uid)
+		s.mu.Unlock()
 		if s.d.Cgroups != nil {
 			cgroupParent, err = s.d.Cgroups.EnsurePod(pod)
 			if err != nil {
@@ -259,12 +277,15 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 	}
 
 	ex := executor{s: s, pod: pod, ref: ref, rs: rs, volumes: volumes, cgroupParent: cgroupParent, log: log}
-	execErr := ex.run(ctx, res.Actions)
-
-	// Report what the runtime has now.
-	rs2, err := s.d.Runtime.PodState(ctx, uid)
-	if err != nil {
-		rs2 = rs
+	rs2 := rs
+	var execErr error
+	if len(res.Actions) > 0 {
+		execErr = ex.run(ctx, res.Actions)
+		s.markActed(uid)
+		// Report what the runtime has now; the next sync starts from this listing too.
+		if st, err := s.listPod(ctx, uid); err == nil {
+			rs2 = st
+		}
 	}
 	s.syncProbes(ctx, pod, rs2, terminate)
 	s.report(uid, pod, apiPod, rs2, res, ex.waiting)
@@ -347,7 +368,9 @@ func (s *Syncer) finishIfGone(ctx context.Context, pod, apiPod *v1.Pod, rs *runt
 		}
 		return podworkers.Result{}, nil
 	}
-	if err := s.removeAll(ctx, pod.UID, rs); err != nil {
+	err := s.removeAll(ctx, pod.UID, rs)
+	s.markActed(pod.UID)
+	if err != nil {
 		return podworkers.Result{}, err
 	}
 	if apiPod != nil && apiPod.UID == pod.UID && s.d.Deleter != nil {
@@ -399,17 +422,24 @@ func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.P
 	if rs != nil && anyRunning(rs) {
 		s.d.Log.Info("stopping pod that is no longer assigned here", zap.String("pod", rs.Namespace+"/"+rs.Name), zap.String("podUID", string(uid)))
 		ex := executor{s: s, pod: &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: rs.Name, Namespace: rs.Namespace, UID: uid}}, rs: rs, log: s.d.Log}
-		if err := ex.killPod(ctx, -1); err != nil {
+		err := ex.killPod(ctx, -1)
+		s.markActed(uid)
+		if err != nil {
 			return podworkers.Result{}, err
 		}
-		var err error
-		rs, err = s.d.Runtime.PodState(ctx, uid)
+		rs, err = s.listPod(ctx, uid)
 		if err != nil {
 			return podworkers.Result{}, err
 		}
 	}
-	if err := s.removeAll(ctx, uid, rs); err != nil {
+	err := s.removeAll(ctx, uid, rs)
+	s.markActed(uid)
+	if err != nil {
 		return podworkers.Result{}, err
+	}
+	if s.d.Cache != nil {
+		// Everything is removed: a pod of this UID that comes back starts from nothing.
+		s.d.Cache.Set(uid, nil, s.d.Now())
 	}
 	s.d.Status.Forget(uid)
 	if s.d.Probes != nil {
@@ -420,8 +450,59 @@ func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.P
 	delete(s.errs, uid)
 	delete(s.admitted, uid)
 	delete(s.rejected, uid)
+	delete(s.acted, uid)
+	delete(s.mountRetry, uid)
 	s.mu.Unlock()
 	return podworkers.Result{Finished: true}, nil
+}
+
+// podState returns the pod's runtime state from the cache when it was observed after the pod's
+// last action, and lists the runtime otherwise.
+func (s *Syncer) podState(ctx context.Context, uid types.UID) (*runtime.PodState, error) {
+	if s.d.Cache != nil {
+		s.mu.Lock()
+		since := s.acted[uid]
+		s.mu.Unlock()
+		if st, ok := s.d.Cache.Get(uid, since); ok {
+			return st, nil
+		}
+	}
+	return s.listPod(ctx, uid)
+}
+
+// listPod lists the pod in the runtime and keeps the result in the cache.
+func (s *Syncer) listPod(ctx context.Context, uid types.UID) (*runtime.PodState, error) {
+	at := s.d.Now()
+	st, err := s.d.Runtime.PodState(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	if s.d.Cache != nil {
+		s.d.Cache.Set(uid, st, at)
+	}
+	return st, nil
+}
+
+// markActed records that the pod's runtime state may have changed just now.
+func (s *Syncer) markActed(uid types.UID) {
+	now := s.d.Now()
+	s.mu.Lock()
+	s.acted[uid] = now
+	s.mu.Unlock()
+}
+
+// nextMountRetry returns how long to wait before retrying a failed volume setup: soon at first,
+// as the usual cause right after a pod is bound is the API server's node authorizer not having
+// seen the binding yet (TokenRequest forbidden for a moment), then backing off to 2s.
+func (s *Syncer) nextMountRetry(uid types.UID) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.mountRetry[uid]
+	if d == 0 {
+		d = 200 * time.Millisecond
+	}
+	s.mountRetry[uid] = min(2*d, 2*time.Second)
+	return d
 }
 
 // probeState returns the containers the probes want restarted and those not started yet.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	critest "k8s.io/cri-api/pkg/apis/testing"
 
+	"github.com/kubenode/kubenode/kubelet/internal/pleg"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
 	"github.com/kubenode/kubenode/kubelet/internal/status"
 )
@@ -78,6 +79,10 @@ func (noObjects) Secret(context.Context, string, string) (*v1.Secret, error) {
 }
 
 func newEnv(t *testing.T, admit Admitter) *env {
+	return newEnvWithCache(t, admit, nil)
+}
+
+func newEnvWithCache(t *testing.T, admit Admitter, cache PodCache) *env {
 	e := &env{
 		rs:      critest.NewFakeRuntimeService(),
 		is:      critest.NewFakeImageService(),
@@ -89,7 +94,7 @@ func newEnv(t *testing.T, admit Admitter) *env {
 	e.is.SetFakeImages([]string{"busybox:1.36"})
 	rt := runtime.New(e.rs, e.is, time.Second, zap.NewNop())
 	s, err := New(Deps{
-		Pods: e.pods, Runtime: rt, Images: runtime.NewPuller(e.is, noObjects{}, time.Now), Objects: noObjects{},
+		Pods: e.pods, Runtime: rt, Cache: cache, Images: runtime.NewPuller(e.is, noObjects{}, time.Now), Objects: noObjects{},
 		Volumes: e.vols, Admit: admit, Status: e.status, Deleter: e.deleter,
 		Node: Node{Name: "n1", HostIPs: []string{"192.0.2.10"}}, Log: zap.NewNop(),
 	})
@@ -137,8 +142,28 @@ func TestSyncRunsPodAndReportsRunning(t *testing.T) {
 	}
 }
 
+// cacheModes runs a test with syncs that list the runtime every time and with the pod cache.
+func cacheModes() []struct {
+	name  string
+	cache func() PodCache
+} {
+	return []struct {
+		name  string
+		cache func() PodCache
+	}{
+		{name: "no pod cache", cache: func() PodCache { return nil }},
+		{name: "pod cache", cache: func() PodCache { return pleg.NewCache() }},
+	}
+}
+
 func TestSyncDeletedPodStopsAndDeletes(t *testing.T) {
-	e := newEnv(t, nil)
+	for _, m := range cacheModes() {
+		t.Run(m.name, func(t *testing.T) { testSyncDeletedPodStopsAndDeletes(t, m.cache()) })
+	}
+}
+
+func testSyncDeletedPodStopsAndDeletes(t *testing.T, cache PodCache) {
+	e := newEnvWithCache(t, nil, cache)
 	p := newPod()
 	e.pods.pods[p.UID] = p
 	ctx := context.Background()
@@ -176,7 +201,13 @@ func TestSyncDeletedPodStopsAndDeletes(t *testing.T) {
 }
 
 func TestSyncOrphanIsTornDown(t *testing.T) {
-	e := newEnv(t, nil)
+	for _, m := range cacheModes() {
+		t.Run(m.name, func(t *testing.T) { testSyncOrphanIsTornDown(t, m.cache()) })
+	}
+}
+
+func testSyncOrphanIsTornDown(t *testing.T, cache PodCache) {
+	e := newEnvWithCache(t, nil, cache)
 	p := newPod()
 	e.pods.pods[p.UID] = p
 	ctx := context.Background()
@@ -283,5 +314,152 @@ func TestImageEvents(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func countCalls(calls []string, names ...string) map[string]int {
+	out := map[string]int{}
+	for _, c := range calls {
+		for _, n := range names {
+			if c == n {
+				out[n]++
+			}
+		}
+	}
+	return out
+}
+
+// With the pod cache, a burst of pod starts costs the runtime one listing per pod (after its
+// actions) instead of two per sync, and a sync after a relist plans from the relist.
+func TestSyncUsesPodCache(t *testing.T) {
+	c := pleg.NewCache()
+	e := newEnvWithCache(t, nil, c)
+	rt := runtime.New(e.rs, e.is, time.Second, zap.NewNop())
+	relist := func() {
+		at := time.Now()
+		pods, err := rt.Relist(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetAll(pods, at)
+	}
+	relist() // the PLEG has run: the new pod has nothing in the runtime
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	steps := []struct {
+		name      string
+		before    func()
+		wantLists int
+		wantRuns  int
+		wantCalls string
+	}{
+		{name: "first sync lists only after its actions", before: func() {}, wantLists: 1, wantRuns: 1},
+		{name: "next sync reads its own listing", before: func() {}, wantLists: 0},
+		{name: "sync after a relist reads the relist", before: relist, wantLists: 0},
+		{name: "a container exited: the relist shows it and the sync restarts it", before: func() {
+			for _, ctr := range e.rs.Containers {
+				if ctr.Metadata.Name == "a" {
+					ctr.State = 2 // CONTAINER_EXITED
+				}
+			}
+			relist()
+		}, wantLists: 1, wantCalls: "StartContainer"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.before()
+			before := len(e.rs.GetCalls())
+			if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+				t.Fatal(err)
+			}
+			calls := e.rs.GetCalls()[before:]
+			n := countCalls(calls, "ListPodSandbox", "ListContainers", "RunPodSandbox", "StartContainer")
+			if n["ListPodSandbox"] != st.wantLists || n["ListContainers"] != st.wantLists {
+				t.Errorf("list calls %v, want %d of each: %v", n, st.wantLists, calls)
+			}
+			if n["RunPodSandbox"] != st.wantRuns {
+				t.Errorf("RunPodSandbox called %d times, want %d", n["RunPodSandbox"], st.wantRuns)
+			}
+			if st.wantCalls != "" && n[st.wantCalls] == 0 {
+				t.Errorf("no %s: %v", st.wantCalls, calls)
+			}
+			if got := e.status.last[p.UID]; got.Phase != v1.PodRunning {
+				t.Errorf("phase %s, want Running", got.Phase)
+			}
+		})
+	}
+}
+
+// staleCache answers "nothing in the runtime" for every pod, observed at at, and keeps nothing.
+type staleCache struct{ at time.Time }
+
+func (s staleCache) Get(_ types.UID, notBefore time.Time) (*runtime.PodState, bool) {
+	return nil, !notBefore.After(s.at)
+}
+func (staleCache) Set(types.UID, *runtime.PodState, time.Time) {}
+
+// A sync must not act on a runtime state observed before its own last action: a cache that
+// still shows the pod without a sandbox must not get it a second one.
+func TestSyncNeverPlansFromStateOlderThanItsActions(t *testing.T) {
+	e := newEnvWithCache(t, nil, staleCache{at: time.Now()})
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	for range 3 {
+		if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countCalls(e.rs.GetCalls(), "RunPodSandbox")["RunPodSandbox"]; n != 1 || len(e.rs.Sandboxes) != 1 {
+		t.Fatalf("RunPodSandbox called %d times, %d sandboxes; want 1", n, len(e.rs.Sandboxes))
+	}
+}
+
+type failingVolumes struct {
+	fakeVolumes
+	fail int
+}
+
+func (f *failingVolumes) Setup(ctx context.Context, pod *v1.Pod) (map[string]string, error) {
+	if f.fail > 0 {
+		f.fail--
+		return nil, errors.New(`serviceaccounts "default" is forbidden: node: no relationship found`)
+	}
+	return f.fakeVolumes.Setup(ctx, pod)
+}
+
+// A volume that fails right after the pod is bound (TokenRequest before the API server's node
+// authorizer saw the binding) is retried soon, then less often; success resets the back-off.
+func TestSyncRetriesFailedMountSoonThenBacksOff(t *testing.T) {
+	e := newEnv(t, nil)
+	vols := &failingVolumes{fail: 6}
+	e.syncer.d.Volumes = vols
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second}
+	for i, w := range want {
+		res, err := e.syncer.Sync(ctx, p.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RequeueAfter != w {
+			t.Errorf("failure %d: retry after %s, want %s", i+1, res.RequeueAfter, w)
+		}
+	}
+	if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+		t.Fatal(err)
+	}
+	if e.status.last[p.UID].Phase != v1.PodRunning {
+		t.Fatalf("pod not running once its volumes are set up: %+v", e.status.last[p.UID])
+	}
+	vols.fail = 1
+	res, err := e.syncer.Sync(ctx, p.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter != 200*time.Millisecond {
+		t.Errorf("after a success the first retry is %s, want 200ms again", res.RequeueAfter)
 	}
 }
