@@ -182,8 +182,9 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		}
 	}, log.Named("probe"))
 	adm := &admitter{pods: pods, node: admission.Node{Name: nodeName, Labels: nodeLabels, Allocatable: allocatable}}
+	podCache := pleg.NewCache()
 	syncer, err := podsync.New(podsync.Deps{
-		Pods: pods, Runtime: rt, Images: runtime.NewParallelPuller(is, api, time.Now, runtime.MaxParallelPulls(cfg.SerializeImagePulls, cfg.MaxParallelImagePulls)), Objects: api,
+		Pods: pods, Runtime: rt, Cache: podCache, Images: runtime.NewParallelPuller(is, api, time.Now, runtime.MaxParallelPulls(cfg.SerializeImagePulls, cfg.MaxParallelImagePulls)), Objects: api,
 		Volumes: vols, Cgroups: cgroups, Services: serviceEnv, Probes: probes, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
 		Node: podsync.Node{
 			Name: nodeName, HostIPs: hostIPs, Allocatable: allocatable, RuntimeName: rtName,
@@ -205,7 +206,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	}
 	adm.syncer = syncer
 	workers = podworkers.New(syncer, cfg.SyncFrequency.Duration, log.Named("podworkers"))
-	relist := pleg.New(rt, time.Second, 3*time.Minute, workers.Trigger, time.Now, log.Named("pleg"))
+	relist := pleg.New(rt, podCache, time.Second, 3*time.Minute, workers.Trigger, time.Now, log.Named("pleg"))
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
