@@ -225,7 +225,10 @@ func newDataplanes(cfg *proxyv1alpha1.KubeProxyConfiguration, families []plan.Fa
 			}
 			dp, err = nft.New(nft.Config{Family: f, MasqueradeBit: bit}, log) // names its own logger
 		case proxyv1alpha1.ProxyModeIPVS:
-			dp, err = ipvs.New(ipvs.Config{Family: f, Scheduler: cfg.IPVS.Scheduler, StrictARP: cfg.IPVS.StrictARP}, log)
+			var ic ipvs.Config
+			if ic, err = ipvsConfig(cfg.IPVS, f); err == nil {
+				dp, err = ipvs.New(ic, log)
+			}
 		default:
 			return nil, fmt.Errorf("mode: %q is not available in this build (want %q or %q)", cfg.Mode, proxyv1alpha1.ProxyModeNFTables, proxyv1alpha1.ProxyModeIPVS)
 		}
@@ -233,6 +236,32 @@ func newDataplanes(cfg *proxyv1alpha1.KubeProxyConfiguration, families []plan.Fa
 			return nil, fmt.Errorf("mode %s, %s: %w", cfg.Mode, f, err)
 		}
 		out[f] = dp
+	}
+	return out, nil
+}
+
+// ipvsConfig carries every ipvs.* field the backend acts on (syncPeriod and
+// minSyncPeriod go to the sync runner). excludeCIDRs of the other family
+// do not concern this family's backend.
+func ipvsConfig(c proxyv1alpha1.IPVSConfiguration, f plan.Family) (ipvs.Config, error) {
+	out := ipvs.Config{
+		Family:    f,
+		Scheduler: c.Scheduler,
+		StrictARP: c.StrictARP,
+		Timeouts: ipvs.Timeouts{
+			TCP:    c.TCPTimeout.Duration,
+			TCPFin: c.TCPFinTimeout.Duration,
+			UDP:    c.UDPTimeout.Duration,
+		},
+	}
+	for i, s := range c.ExcludeCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return ipvs.Config{}, fmt.Errorf("ipvs.excludeCIDRs[%d]: %q is not a CIDR: %w", i, s, err)
+		}
+		if familyOf(p.Addr()) == f {
+			out.ExcludeCIDRs = append(out.ExcludeCIDRs, p.Masked())
+		}
 	}
 	return out, nil
 }

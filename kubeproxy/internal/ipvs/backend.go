@@ -366,7 +366,9 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 		if _, want := desired[vs.VSKey]; want {
 			continue
 		}
-		if (ours[vs.Address] || b.owned[vs.VSKey]) && !b.excluded(vs.Address) {
+		// Excluded addresses' virtual servers belong to someone else, unless
+		// this process made them.
+		if b.owned[vs.VSKey] || (ours[vs.Address] && !b.excluded(vs.Address)) {
 			if err := b.deleteVS(vs.VSKey); err != nil {
 				errs = append(errs, err)
 			}
@@ -715,7 +717,7 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, vs := range vss {
-		if b.inFamily(vs.Address) && (ours[vs.Address] || b.owned[vs.VSKey]) && !b.excluded(vs.Address) {
+		if b.inFamily(vs.Address) && (b.owned[vs.VSKey] || (ours[vs.Address] && !b.excluded(vs.Address))) {
 			if err := b.kernel.DeleteVirtualServer(vs.VSKey); err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, err)
 			}

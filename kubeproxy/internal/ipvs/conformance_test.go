@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -227,6 +228,28 @@ func runConformance(t *testing.T, newKernel func(t *testing.T) Kernel) {
 			if got != v {
 				t.Fatalf("sysctl = %q, want %q", got, v)
 			}
+		}
+	})
+
+	t.Run("timeouts: set reads back, zero keeps the kernel's", func(t *testing.T) {
+		k := newKernel(t)
+		def, err := k.Timeouts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The kernel's defaults for a new network namespace.
+		if want := (Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute}); def != want {
+			t.Fatalf("initial timeouts %s, want %s", def, want)
+		}
+		if err := k.SetTimeouts(Timeouts{TCP: 1000 * time.Second, UDP: 1500 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.Timeouts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (Timeouts{TCP: 1000 * time.Second, TCPFin: 2 * time.Minute, UDP: time.Second}); got != want {
+			t.Fatalf("timeouts %s, want %s (whole seconds; zero keeps)", got, want)
 		}
 	})
 }
