@@ -193,7 +193,9 @@ func TestExcludeCIDRs(t *testing.T) {
 	for _, a := range []netip.Addr{excludedDev, staleDev} {
 		must(h.k.AddDeviceAddress("kube-ipvs0", a))
 	}
-	vs := func(a netip.Addr, port uint16) VSKey { return VSKey{Address: a, Protocol: unix.IPPROTO_TCP, Port: port} }
+	vs := func(a netip.Addr, port uint16) VSKey {
+		return VSKey{Address: a, Protocol: unix.IPPROTO_TCP, Port: port}
+	}
 	// Made by hand (or by another tool) on our addresses: the node IP and
 	// the device. Only those outside excludeCIDRs are stale.
 	for _, k := range []VSKey{vs(nodeIP, 9999), vs(excludedDev, 80), vs(staleDev, 80)} {
