@@ -102,13 +102,18 @@ type IPVSConfiguration struct {
 	// StrictARP stops the node answering ARP for service IPs on the dummy interface
 	// (arp_ignore=1, arp_announce=2), as MetalLB's L2 mode needs. Default: false.
 	StrictARP bool `json:"strictARP,omitempty"`
-	// ExcludeCIDRs lists CIDRs whose IPVS virtual servers kube-proxy leaves alone when it cleans up.
+	// ExcludeCIDRs lists CIDRs whose IPVS virtual servers kube-proxy never deletes as stale (at a
+	// full sync or in cleanup), even on a node address or one of kube-ipvs0's: another tool manages
+	// them. Virtual servers kube-proxy made itself in this run are still removed when their service
+	// goes. Default: none.
 	ExcludeCIDRs []string `json:"excludeCIDRs,omitempty"`
-	// TCPTimeout is the IPVS timeout of idle established TCP connections; 0 keeps the kernel's.
+	// TCPTimeout is the IPVS timeout of idle established TCP connections (ipvsadm --set), set at
+	// every full sync where the kernel's differs; 0 keeps the kernel's (15m). Whole seconds; a
+	// value between 0 and 1s is an error.
 	TCPTimeout metav1.Duration `json:"tcpTimeout,omitempty"`
-	// TCPFinTimeout is the IPVS timeout of TCP connections after FIN; 0 keeps the kernel's.
+	// TCPFinTimeout is the IPVS timeout of TCP connections after FIN; 0 keeps the kernel's (2m).
 	TCPFinTimeout metav1.Duration `json:"tcpFinTimeout,omitempty"`
-	// UDPTimeout is the IPVS timeout of UDP flows; 0 keeps the kernel's.
+	// UDPTimeout is the IPVS timeout of UDP flows; 0 keeps the kernel's (5m).
 	UDPTimeout metav1.Duration `json:"udpTimeout,omitempty"`
 }
 

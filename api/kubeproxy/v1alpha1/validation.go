@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -56,9 +57,9 @@ func Validate(c *KubeProxyConfiguration) field.ErrorList {
 			errs = append(errs, field.Invalid(ipvs.Child("excludeCIDRs").Index(i), cidr, "must be a CIDR"))
 		}
 	}
-	errs = append(errs, nonNegative(c.IPVS.TCPTimeout, ipvs.Child("tcpTimeout"))...)
-	errs = append(errs, nonNegative(c.IPVS.TCPFinTimeout, ipvs.Child("tcpFinTimeout"))...)
-	errs = append(errs, nonNegative(c.IPVS.UDPTimeout, ipvs.Child("udpTimeout"))...)
+	errs = append(errs, ipvsTimeout(c.IPVS.TCPTimeout, ipvs.Child("tcpTimeout"))...)
+	errs = append(errs, ipvsTimeout(c.IPVS.TCPFinTimeout, ipvs.Child("tcpFinTimeout"))...)
+	errs = append(errs, ipvsTimeout(c.IPVS.UDPTimeout, ipvs.Child("udpTimeout"))...)
 
 	nft := field.NewPath("nftables")
 	errs = append(errs, validateSyncPeriods(c.NFTables.SyncPeriod, c.NFTables.MinSyncPeriod, nft)...)
@@ -163,6 +164,15 @@ func positive(d metav1.Duration, p *field.Path) field.ErrorList {
 func nonNegative(d metav1.Duration, p *field.Path) field.ErrorList {
 	if d.Duration < 0 {
 		return field.ErrorList{field.Invalid(p, d.Duration.String(), "must not be negative")}
+	}
+	return nil
+}
+
+// ipvsTimeout: the kernel keeps whole seconds and reads 0 as "keep mine",
+// so a value under a second would silently change nothing.
+func ipvsTimeout(d metav1.Duration, p *field.Path) field.ErrorList {
+	if d.Duration < 0 || (d.Duration > 0 && d.Duration < time.Second) {
+		return field.ErrorList{field.Invalid(p, d.Duration.String(), "must be 0 (keep the kernel's) or at least 1s")}
 	}
 	return nil
 }

@@ -37,6 +37,10 @@ func TestValidate(t *testing.T) {
 			c.IPVS.ExcludeCIDRs = []string{"10.0.0.1"}
 			c.IPVS.TCPTimeout = d(-time.Second)
 		}, []string{"ipvs.excludeCIDRs[0]", "ipvs.tcpTimeout"}},
+		{"ipvs timeouts under a second", func(c *KubeProxyConfiguration) {
+			c.IPVS.TCPFinTimeout = d(500 * time.Millisecond)
+			c.IPVS.UDPTimeout = d(time.Second)
+		}, []string{"ipvs.tcpFinTimeout"}},
 		{"nftables sync", func(c *KubeProxyConfiguration) { c.NFTables.SyncPeriod = d(-time.Second) }, []string{"nftables.syncPeriod"}},
 		{"masquerade bit", func(c *KubeProxyConfiguration) { c.NFTables.MasqueradeBit = i32(32) }, []string{"nftables.masqueradeBit"}},
 		{"conntrack", func(c *KubeProxyConfiguration) {
