@@ -74,6 +74,10 @@ func testSnapshot() *stats.Snapshot {
 }
 
 func metricsServer(t *testing.T, st Stats, rt *fakeRuntime) *Server {
+	return metricsServerDebugging(t, st, rt, true)
+}
+
+func metricsServerDebugging(t *testing.T, st Stats, rt *fakeRuntime, debugging bool) *Server {
 	t.Helper()
 	cert, err := LoadOrCreateSelfSigned(filepath.Join(t.TempDir(), "pki"), "node-a", nil, time.Now())
 	if err != nil {
@@ -84,7 +88,7 @@ func metricsServer(t *testing.T, st Stats, rt *fakeRuntime) *Server {
 		Addr: "127.0.0.1:0", NodeName: "node-a", TLS: &tls.Config{Certificates: []tls.Certificate{cert}},
 		Authn: userAuthn{},
 		Authz: subresourceAuthz{"scraper": {"metrics", "stats"}, "proxier": {"proxy"}, "configz-reader": {"configz"}},
-		Pods:  fakePods{}, Runtime: rt, Stats: st, Log: zap.NewNop(),
+		Pods:  fakePods{}, Runtime: rt, Stats: st, Log: zap.NewNop(), Debugging: debugging,
 		Configz: &kubeletv1alpha1.KubeletConfiguration{Port: port, ClusterDomain: "cluster.local"},
 	})
 	if err != nil {
@@ -315,6 +319,21 @@ func TestConfigz(t *testing.T) {
 	if got.Kubeletconfig["port"] != float64(10250) || got.Kubeletconfig["clusterDomain"] != "cluster.local" {
 		t.Errorf("kubeletconfig %v, want the configuration's port and clusterDomain", got.Kubeletconfig)
 	}
+	t.Run("debugging handlers off: 404, metrics stay", func(t *testing.T) {
+		s := metricsServerDebugging(t, fakeStats{snap: testSnapshot()}, &fakeRuntime{}, false)
+		for p, want := range map[string]int{"/configz": 404, "/metrics/resource": 200} {
+			req := httptest.NewRequest("GET", p, nil)
+			req.Header.Set("X-Test-User", "proxier")
+			if p != "/configz" {
+				req.Header.Set("X-Test-User", "scraper")
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != want {
+				t.Errorf("%s: status %d, want %d", p, rec.Code, want)
+			}
+		}
+	})
 	t.Run("no stats source: metrics endpoints are 404", func(t *testing.T) {
 		for _, p := range []string{"/metrics/resource", "/metrics/cadvisor", "/stats/summary"} {
 			req := httptest.NewRequest("GET", p, nil)

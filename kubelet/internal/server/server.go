@@ -69,7 +69,8 @@ type Config struct {
 	Runtime Runtime
 	Stats   Stats // nil: /stats/summary, /metrics/resource and /metrics/cadvisor are 404
 	Metrics prometheus.Gatherer
-	// Configz is the effective configuration /configz serves as {"kubeletconfig": ...}; nil: 404.
+	// Configz is the effective configuration /configz serves as {"kubeletconfig": ...}; nil
+	// or Debugging off: 404.
 	Configz   any
 	Debugging bool // logs, exec, attach, port-forward
 	// Rotator, when set, runs with the server: the logs it rotates are the ones the server
@@ -128,7 +129,8 @@ func New(cfg Config) (*Server, error) {
 		mux.HandleFunc("GET /metrics/resource", s.resourceMetrics)
 		mux.HandleFunc("GET /metrics/cadvisor", s.cadvisorMetrics)
 	}
-	if cfg.Configz != nil {
+	// As upstream, /configz is one of the debugging handlers.
+	if cfg.Configz != nil && cfg.Debugging {
 		mux.HandleFunc("GET /configz", s.configz)
 	}
 	if cfg.Debugging {
