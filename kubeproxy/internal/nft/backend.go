@@ -66,7 +66,8 @@ func (c *Config) validate() error {
 // netlink implementation talks to nf_tables; tests use an in-memory one.
 type kernel interface {
 	apply(t *tx) error
-	read() (*kernelState, error)
+	// read fills ks (empty) with our chains and elements.
+	read(ks *kernelState) error
 	// readElems lists one set's elements, for the deletions of a full sync.
 	readElems(set string) ([]elem, error)
 	deleteTable() error
@@ -78,23 +79,25 @@ type Backend struct {
 	f   fam
 	k   kernel
 
+	// hs fingerprints elements for refs and read-back state.
+	hs hasher
+
 	mu    sync.Mutex
 	alloc idAlloc
 	// trusted is false until a full sync succeeded, and after any failed
 	// sync: the next sync then reads the kernel back and rewrites what it
 	// cannot vouch for.
-	trusted  bool
-	facts    planFacts
-	services map[plan.ServicePortName]*svcEntry
-	refs     *elemRefs
-}
-
-// svcEntry is what the model keeps per service: the plan's (immutable)
-// service and the ids used for it, from which its objects can be rebuilt
-// exactly, rather than storing them.
-type svcEntry struct {
-	svc *plan.Service
-	ids *svcIDs
+	trusted bool
+	facts   planFacts
+	// last is the plan the kernel was last brought to (nil before the
+	// first sync). Its services are immutable, and with ids they rebuild
+	// every object exactly, so the model stores no objects and no copy of
+	// the services: the plan is the one the caller keeps anyway.
+	last *plan.Plan
+	// ids are the endpoint ids of the services that have any (session
+	// affinity).
+	ids  map[plan.ServicePortName]*svcIDs
+	refs *elemRefs
 }
 
 // planFacts are the plan-wide inputs of the ruleset; a change to them
@@ -129,13 +132,14 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 }
 
 func newBackend(cfg Config, log *zap.Logger, k kernel) *Backend {
-	f := famOf(cfg.Family)
+	hs := newHasher()
 	return &Backend{
-		log:      log.Named("nftables").With(zap.String("family", string(cfg.Family))),
-		f:        f,
-		k:        k,
-		services: map[plan.ServicePortName]*svcEntry{},
-		refs:     newElemRefs(f),
+		log:  log.Named("nftables").With(zap.String("family", string(cfg.Family))),
+		f:    famOf(cfg.Family),
+		k:    k,
+		hs:   hs,
+		ids:  map[plan.ServicePortName]*svcIDs{},
+		refs: newElemRefs(hs, 0),
 	}
 }
 
@@ -178,14 +182,14 @@ func (b *Backend) Sync(ctx context.Context, p *plan.Plan, changed map[plan.Servi
 const fullChunk = 40000
 
 func (b *Backend) fullSync(p *plan.Plan) (int, error) {
-	ks, err := b.k.read()
-	if err != nil {
+	ks := newKernelState(b.f, b.hs)
+	if err := b.k.read(ks); err != nil {
 		return 0, fmt.Errorf("nft full sync: read back: %w", err)
 	}
 	if !ks.tableExists {
 		b.log.Info("creating table")
 	}
-	refs := newElemRefs(b.f)
+	refs := newElemRefs(b.hs, max(b.refs.m.len(), len(ks.elems), elemEstimate(p)))
 	r := newReconciler(ks, refs, len(p.Services))
 	static := staticObjects(b.f, p)
 	t := &tx{ensure: true}
@@ -194,7 +198,7 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	// The model vouches for chain contents only if the plan-wide facts
 	// they were built from are the same (cluster CIDRs appear in chains).
 	trusted := b.trusted && b.facts.equal(factsOf(p))
-	entries := make(map[plan.ServicePortName]*svcEntry, len(p.Services))
+	ids := map[plan.ServicePortName]*svcIDs{}
 	size := 0
 	flush := func() error {
 		size += t.size()
@@ -206,18 +210,23 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	}
 	for _, name := range p.Names() {
 		s := p.Services[name]
+		o, sids := serviceObjects(b.f, p, s, b.ids[name], &b.alloc)
 		var old *objects
-		var prevIDs *svcIDs
-		if e := b.services[name]; e != nil {
-			prevIDs = e.ids
-			if trusted {
-				o, _ := serviceObjects(b.f, p, e.svc, e.ids, &idAlloc{})
+		if trusted && b.last != nil {
+			switch prev := b.last.Services[name]; {
+			case prev == s:
 				old = &o
+			case prev != nil:
+				// Rebuilding with a throwaway allocator is exact: every
+				// id the old objects need is in b.ids.
+				po, _ := serviceObjects(b.f, p, prev, b.ids[name], &idAlloc{})
+				old = &po
 			}
 		}
-		o, ids := serviceObjects(b.f, p, s, prevIDs, &b.alloc)
 		r.add(desiredPair{old: old, new: o}, t)
-		entries[name] = &svcEntry{svc: s, ids: ids}
+		if sids != nil {
+			ids[name] = sids
+		}
 		if t.size() >= fullChunk {
 			if err := flush(); err != nil {
 				return 0, err
@@ -230,8 +239,21 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	if err := flush(); err != nil {
 		return 0, err
 	}
-	b.services, b.refs, b.facts, b.trusted = entries, refs, factsOf(p), true
+	b.last, b.ids, b.refs, b.facts, b.trusted = p, ids, refs, factsOf(p), true
 	return size, nil
+}
+
+// elemEstimate is about how many elements p references (an address, its
+// picker element and two per endpoint), to size the counts at once.
+func elemEstimate(p *plan.Plan) int {
+	n := 0
+	for _, s := range p.Services {
+		n += 2 + 2*len(s.ClusterEndpoints)
+		if s.HasExternal() {
+			n += 2 + 2*len(s.ExternalEndpoints)
+		}
+	}
+	return n
 }
 
 func (b *Backend) partialSync(p *plan.Plan, changed map[plan.ServicePortName]struct{}) (int, error) {
@@ -241,38 +263,28 @@ func (b *Backend) partialSync(p *plan.Plan, changed map[plan.ServicePortName]str
 		names = append(names, n)
 	}
 	slices.SortFunc(names, plan.ServicePortName.Compare)
-	type update struct {
-		name  plan.ServicePortName
-		entry *svcEntry // nil: removed
-	}
-	updates := make([]update, 0, len(names))
+	// newIDs holds the ids of the changed services (nil: none any more).
+	newIDs := make(map[plan.ServicePortName]*svcIDs, len(names))
 	for _, name := range names {
-		old := b.services[name]
+		old := b.last.Services[name]
 		s := p.Services[name]
-		var oldObjs objects
-		if old != nil {
-			if s != nil && old.svc.Equal(s) {
-				updates = append(updates, update{name, &svcEntry{svc: s, ids: old.ids}})
-				continue
-			}
-			// Rebuilding the old objects with a throwaway allocator is exact:
-			// every id they need is in old.ids.
-			oldObjs, _ = serviceObjects(b.f, p, old.svc, old.ids, &idAlloc{})
-		}
-		if s == nil {
-			if old != nil {
-				diffObjects(oldObjs, objects{}, b.refs, t)
-				updates = append(updates, update{name, nil})
-			}
+		if old.Equal(s) {
 			continue
 		}
-		var prev *svcIDs
+		var oldObjs objects
 		if old != nil {
-			prev = old.ids
+			// Rebuilding the old objects with a throwaway allocator is exact:
+			// every id they need is in b.ids.
+			oldObjs, _ = serviceObjects(b.f, p, old, b.ids[name], &idAlloc{})
 		}
-		o, ids := serviceObjects(b.f, p, s, prev, &b.alloc)
+		if s == nil {
+			diffObjects(oldObjs, objects{}, b.refs, t)
+			newIDs[name] = nil
+			continue
+		}
+		o, ids := serviceObjects(b.f, p, s, b.ids[name], &b.alloc)
 		diffObjects(oldObjs, o, b.refs, t)
-		updates = append(updates, update{name, &svcEntry{svc: s, ids: ids}})
+		newIDs[name] = ids
 	}
 	b.refs.finish(t)
 	if !t.empty() {
@@ -280,13 +292,14 @@ func (b *Backend) partialSync(p *plan.Plan, changed map[plan.ServicePortName]str
 			return 0, fmt.Errorf("nft sync of %d changed services: %w", len(names), err)
 		}
 	}
-	for _, u := range updates {
-		if u.entry == nil {
-			delete(b.services, u.name)
+	for name, ids := range newIDs {
+		if ids == nil {
+			delete(b.ids, name)
 		} else {
-			b.services[u.name] = u.entry
+			b.ids[name] = ids
 		}
 	}
+	b.last = p
 	return t.size(), nil
 }
 
@@ -302,7 +315,8 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 		return fmt.Errorf("nft cleanup: %w", err)
 	}
 	b.trusted = false
-	b.services = map[plan.ServicePortName]*svcEntry{}
-	b.refs = newElemRefs(b.f)
+	b.last = nil
+	b.ids = map[plan.ServicePortName]*svcIDs{}
+	b.refs = newElemRefs(b.hs, 0)
 	return nil
 }

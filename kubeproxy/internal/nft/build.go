@@ -118,13 +118,15 @@ func familyPrefixes(f fam, ps []netip.Prefix) []netip.Prefix {
 
 // serviceObjects builds everything one service contributes. prev are the
 // ids from the previous build (nil for a new service); the returned ids
-// replace them.
+// replace them (nil when the service needs none).
 func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *idAlloc) (objects, *svcIDs) {
-	ids := &svcIDs{}
+	var ids *svcIDs
 	epID := func(ep plan.Endpoint) uint32 {
 		ap := ep.AddrPort()
-		if id, ok := ids.eps[ap]; ok {
-			return id
+		if ids != nil {
+			if id, ok := ids.eps[ap]; ok {
+				return id
+			}
 		}
 		id := uint32(0)
 		if prev != nil {
@@ -133,10 +135,10 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 		if id == 0 {
 			id = alloc.get()
 		}
-		if ids.eps == nil {
+		if ids == nil {
 			// Only affinity services have endpoint ids: most services
-			// keep no map at all.
-			ids.eps = map[netip.AddrPort]uint32{}
+			// keep nothing at all.
+			ids = &svcIDs{eps: map[netip.AddrPort]uint32{}}
 		}
 		ids.eps[ap] = id
 		return id

@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"hash/maphash"
 	"slices"
 )
 
@@ -47,15 +46,16 @@ func (t *tx) size() int {
 // does. Keys that only one service should have (an external IP and port
 // two services both claim) are counted too: the first claim wins, and a
 // full sync settles them by name order, instead of a transaction failing.
-// Counts are keyed by a 64-bit hash of the element's identity, 12 bytes an
-// element, which keeps the model small at 30k services.
+// Users are counted by the element's identity fingerprint (hasher.id) in a
+// compact table, ~11 bytes an element, which keeps the model small at 30k
+// services.
 //
 // Shared chains (the endpoint pickers) are counted the same way, per
 // service using them; their changes are netted per transaction (see
 // finish) because one service may drop a picker that another starts using.
 type elemRefs struct {
-	seed   maphash.Seed
-	m      map[uint64]int32
+	hs     hasher
+	m      *counts
 	chains map[string]int
 	// pending holds this transaction's net change per shared chain.
 	pending map[string]*pendingChain
@@ -66,10 +66,11 @@ type pendingChain struct {
 	delta int
 }
 
-func newElemRefs(f fam) *elemRefs {
+// newElemRefs returns empty counts sized for about hint elements.
+func newElemRefs(hs hasher, hint int) *elemRefs {
 	return &elemRefs{
-		seed:    maphash.MakeSeed(),
-		m:       map[uint64]int32{},
+		hs:      hs,
+		m:       newCounts(hint),
 		chains:  map[string]int{},
 		pending: map[string]*pendingChain{},
 	}
@@ -112,36 +113,16 @@ func (r *elemRefs) finish(t *tx) {
 	clear(r.pending)
 }
 
-// hash identifies an element (set and key).
-func (r *elemRefs) hash(e elem) uint64 {
-	var h maphash.Hash
-	h.SetSeed(r.seed)
-	h.WriteString(e.set)
-	h.WriteByte(0)
-	h.WriteString(e.key)
-	return h.Sum64()
-}
-
 func (r *elemRefs) ref(e elem, t *tx) {
-	h := r.hash(e)
-	r.m[h]++
-	if r.m[h] == 1 {
+	if r.m.inc(r.hs.id(e.set, e.key)) {
 		t.addElems = append(t.addElems, e)
 	}
 }
 
 func (r *elemRefs) unref(e elem, t *tx) {
-	h := r.hash(e)
-	n, ok := r.m[h]
-	if !ok {
-		return
-	}
-	if n <= 1 {
-		delete(r.m, h)
+	if last, _ := r.m.dec(r.hs.id(e.set, e.key)); last {
 		t.delElems = append(t.delElems, e)
-		return
 	}
-	r.m[h] = n - 1
 }
 
 // diffObjects adds to t what turns old into new (chains and element
@@ -200,16 +181,41 @@ func diffObjects(old, new objects, refs *elemRefs, t *tx) {
 
 // kernelState is what a full sync reads back: our chains (by name) and the
 // elements of our sets and maps (the dynamic affinity set excluded), as
-// fingerprints keyed by idHash.
+// fingerprints: hasher.id -> hasher.val with the set's index in the low
+// byte. 16 bytes an element, in one map.
 type kernelState struct {
 	tableExists bool
 	chains      map[string]bool
-	elems       map[uint64]kernelElem
+	elems       map[uint64]uint64
+	hs          hasher
+	// sets are the family's set names; setIndex maps them back.
+	sets     []string
+	setIndex map[string]uint8
 }
 
-type kernelElem struct {
-	set string // one of the set names of fam.sets (shared, not copied)
-	val uint64 // valHash
+func newKernelState(f fam, hs hasher) *kernelState {
+	ks := &kernelState{chains: map[string]bool{}, elems: map[uint64]uint64{}, hs: hs, setIndex: map[string]uint8{}}
+	for _, sk := range f.sets() {
+		ks.setIndex[sk.name] = uint8(len(ks.sets))
+		ks.sets = append(ks.sets, sk.name)
+	}
+	return ks
+}
+
+// addElem records one element read from the kernel; elements of sets not
+// ours are ignored.
+func (ks *kernelState) addElem(e elem) {
+	idx, ok := ks.setIndex[e.set]
+	if !ok {
+		return
+	}
+	ks.elems[ks.hs.id(e.set, e.key)] = ks.hs.val(e)&^0xff | uint64(idx)
+}
+
+// lookup returns the fingerprinted element's value and whether it exists.
+func (ks *kernelState) lookup(id uint64) (val uint64, ok bool) {
+	v, ok := ks.elems[id]
+	return v &^ 0xff, ok
 }
 
 // desiredPair is one group of objects (the fixed part, or one service) as
@@ -227,18 +233,16 @@ type desiredPair struct {
 // reconciler turns the kernel state k into the desired objects, group by
 // group, so a full sync can go out as several transactions (each complete
 // for the services it holds) without ever holding every service's objects
-// at once. It recounts refs from scratch.
+// at once. It recounts refs from scratch; a kernel element whose
+// fingerprint refs ends up without is not desired.
 type reconciler struct {
 	k    *kernelState
 	refs *elemRefs
 	want map[string]bool
-	// seen marks the kernel elements that are still desired; memory goes
-	// with the kernel's state, not with what is desired.
-	seen map[uint64]struct{}
 }
 
 func newReconciler(k *kernelState, refs *elemRefs, services int) *reconciler {
-	return &reconciler{k: k, refs: refs, want: make(map[string]bool, services/4), seen: make(map[uint64]struct{}, len(k.elems))}
+	return &reconciler{k: k, refs: refs, want: make(map[string]bool, services/4)}
 }
 
 // add appends to t what p needs. Chains the model says hold the right
@@ -270,24 +274,19 @@ func (r *reconciler) add(p desiredPair, t *tx) {
 		}
 	}
 	for _, e := range p.new.elems {
-		h := r.refs.hash(e)
-		r.refs.m[h]++
-		if r.refs.m[h] > 1 {
+		id := r.refs.hs.id(e.set, e.key)
+		if !r.refs.m.inc(id) {
 			continue // another service already asked for it
 		}
-		id := idHash(e.set, e.key)
-		ke, ok := r.k.elems[id]
+		val, ok := r.k.lookup(id)
 		switch {
 		case !ok:
 			t.addElems = append(t.addElems, e)
-		case ke.val != valHash(e):
+		case val != r.refs.hs.val(e)&^0xff:
 			// Same key, other value: replace it in this transaction (a
 			// delete needs only the key).
 			t.delElems = append(t.delElems, elem{set: e.set, key: e.key})
 			t.addElems = append(t.addElems, e)
-			r.seen[id] = struct{}{}
-		default:
-			r.seen[id] = struct{}{}
 		}
 	}
 }
@@ -303,9 +302,9 @@ func (r *reconciler) finish(t *tx, fetch func(set string) ([]elem, error)) error
 	}
 	slices.Sort(t.delChains)
 	stale := map[string]bool{}
-	for id, ke := range r.k.elems {
-		if _, ok := r.seen[id]; !ok {
-			stale[ke.set] = true
+	for id, v := range r.k.elems {
+		if !r.refs.m.has(id) {
+			stale[r.k.sets[v&0xff]] = true
 		}
 	}
 	sets := make([]string, 0, len(stale))
@@ -319,11 +318,12 @@ func (r *reconciler) finish(t *tx, fetch func(set string) ([]elem, error)) error
 			return err
 		}
 		for _, e := range es {
-			id := idHash(e.set, e.key)
-			if _, ok := r.seen[id]; !ok {
-				if _, known := r.k.elems[id]; known {
-					t.delElems = append(t.delElems, elem{set: e.set, key: e.key})
-				}
+			id := r.refs.hs.id(e.set, e.key)
+			if r.refs.m.has(id) {
+				continue
+			}
+			if _, known := r.k.elems[id]; known {
+				t.delElems = append(t.delElems, elem{set: e.set, key: e.key})
 			}
 		}
 	}

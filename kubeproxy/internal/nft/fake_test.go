@@ -95,15 +95,15 @@ func (k *fakeKernel) apply(t *tx) error {
 	return nil
 }
 
-func (k *fakeKernel) read() (*kernelState, error) {
-	ks := &kernelState{tableExists: k.table, chains: map[string]bool{}, elems: map[uint64]kernelElem{}}
+func (k *fakeKernel) read(ks *kernelState) error {
+	ks.tableExists = k.table
 	for _, e := range k.elems {
-		ks.elems[idHash(e.set, e.key)] = kernelElem{set: e.set, val: valHash(e)}
+		ks.addElem(e)
 	}
 	for n := range k.chains {
 		ks.chains[n] = true
 	}
-	return ks, nil
+	return nil
 }
 
 func (k *fakeKernel) readElems(set string) ([]elem, error) {

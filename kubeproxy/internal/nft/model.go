@@ -3,7 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"net/netip"
 	"time"
 
@@ -121,22 +121,32 @@ func (e elem) id() elemID { return elemID{e.set, e.key} }
 
 type elemID struct{ set, key string }
 
-// idHash and valHash fingerprint an element's identity and value, so a
-// full sync can hold the kernel's elements as 24 bytes each.
-func idHash(set, key string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(set))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
+// hasher fingerprints elements: an element's identity (set and key) and
+// its value, 64 bits each, so the model counts element users and a full
+// sync holds the kernel's elements in a few bytes each. Fingerprints live
+// only in memory, so each Backend has its own seed.
+type hasher struct{ seed maphash.Seed }
+
+func newHasher() hasher { return hasher{seed: maphash.MakeSeed()} }
+
+// id fingerprints an element's identity.
+func (hs hasher) id(set, key string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(hs.seed)
+	h.WriteString(set)
+	h.WriteByte(0)
+	h.WriteString(key)
 	return h.Sum64()
 }
 
-func valHash(e elem) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte{byte(e.verdict)})
-	h.Write([]byte(e.chain))
-	h.Write([]byte{0})
-	h.Write([]byte(e.data))
+// val fingerprints an element's value (verdict, chain, data).
+func (hs hasher) val(e elem) uint64 {
+	var h maphash.Hash
+	h.SetSeed(hs.seed)
+	h.WriteByte(byte(e.verdict))
+	h.WriteString(e.chain)
+	h.WriteByte(0)
+	h.WriteString(e.data)
 	return h.Sum64()
 }
 
@@ -215,9 +225,13 @@ const shards = 16
 // shardOf places a key; it must not change between runs, so a restarted
 // backend finds its elements where it put them.
 func shardOf(key string) int {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % shards)
+	// FNV-1a, written out so it allocates nothing.
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % shards)
 }
 
 // Endpoint pickers shared by every simple service with n endpoints, by

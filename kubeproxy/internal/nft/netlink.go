@@ -25,6 +25,10 @@ const (
 	// elemsPerMessage keeps each element list attribute well below the
 	// 64 KiB netlink attribute limit.
 	elemsPerMessage = 400
+	// keptBufBytes bounds the batch buffer kept between transactions:
+	// enough for any partial sync, while a full sync's big buffers go back
+	// to the heap.
+	keptBufBytes = 1 << 20
 )
 
 // Kernel constants x/sys/unix does not carry.
@@ -54,7 +58,8 @@ type netlinkKernel struct {
 	raw   *netlink.Conn
 	exprs *exprCache
 	seq   uint32
-	// buf is the last batch's buffer, reused by the next.
+	// buf is the last batch's buffer, reused by the next unless it is
+	// bigger than keptBufBytes (a full sync's).
 	buf   []byte
 	sets  map[string]*nftables.Set
 	kinds []setKind
@@ -196,7 +201,10 @@ func (k *netlinkKernel) apply(t *tx) (err error) {
 		b.delChain(name)
 	}
 	err = b.send(conn)
-	k.seq, k.buf = b.seq, b.buf[:0]
+	k.seq, k.buf = b.seq, nil
+	if cap(b.buf) <= keptBufBytes {
+		k.buf = b.buf[:0]
+	}
 	if err != nil {
 		k.closeRaw()
 		return fmt.Errorf("nftables transaction (%d objects): %w", t.size(), err)
@@ -316,24 +324,23 @@ func (k *netlinkKernel) deleteTable() error {
 	return nil
 }
 
-func (k *netlinkKernel) read() (*kernelState, error) {
-	ks := &kernelState{chains: map[string]bool{}, elems: map[uint64]kernelElem{}}
+func (k *netlinkKernel) read(ks *kernelState) error {
 	c, err := k.connect()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := c.ListTableOfFamily(k.table.Name, k.table.Family); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return ks, nil
+			return nil
 		}
 		k.close()
-		return nil, fmt.Errorf("look up table %s: %w", k.table.Name, err)
+		return fmt.Errorf("look up table %s: %w", k.table.Name, err)
 	}
 	ks.tableExists = true
 	chains, err := c.ListChainsOfTableFamily(k.table.Family)
 	if err != nil {
 		k.close()
-		return nil, fmt.Errorf("list chains: %w", err)
+		return fmt.Errorf("list chains: %w", err)
 	}
 	for _, ch := range chains {
 		if ch.Table != nil && ch.Table.Name == k.table.Name && strings.HasPrefix(ch.Name, k.f.prefix) {
@@ -343,7 +350,7 @@ func (k *netlinkKernel) read() (*kernelState, error) {
 	existing, err := c.GetSets(k.table)
 	if err != nil {
 		k.close()
-		return nil, fmt.Errorf("list sets: %w", err)
+		return fmt.Errorf("list sets: %w", err)
 	}
 	have := map[string]bool{}
 	for _, s := range existing {
@@ -355,13 +362,13 @@ func (k *netlinkKernel) read() (*kernelState, error) {
 		}
 		es, err := k.readKind(c, sk)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, e := range es {
-			ks.elems[idHash(e.set, e.key)] = kernelElem{set: sk.name, val: valHash(e)}
+			ks.addElem(e)
 		}
 	}
-	return ks, nil
+	return nil
 }
 
 func (k *netlinkKernel) readKind(c *nftables.Conn, sk setKind) ([]elem, error) {
