@@ -718,25 +718,49 @@ func dialFrom(ns netns.NsHandle, local netip.Addr, addr string, timeout time.Dur
 // IPVS the LB IP is simply a local address with a listener, so whatever
 // stops a connection is our table. The same behaviour through IPVS is
 // TestIPVSLoadBalancerSourceRanges under qemu.
+// lbFamily holds one family's addresses for the source-range test.
+type lbFamily struct {
+	hostFamily
+	outside, lbIP, openLB string
+	narrow                []string // overlapping, holding clientIP only
+	wide                  string   // the node's subnet
+	wantRange             string   // the merged narrow ranges as read back
+}
+
+var lbFamilies = []lbFamily{
+	{hostFamily: hostFamilies[0], outside: "10.0.0.5", lbIP: "192.0.2.10", openLB: "192.0.2.11",
+		narrow: []string{"10.0.0.2/32", "10.0.0.2/31"}, wide: "10.0.0.0/24",
+		wantRange: "192.0.2.10 . TCP . 80 . 10.0.0.2 - 192.0.2.10 . TCP . 80 . 10.0.0.3"},
+	{hostFamily: hostFamilies[1], outside: "fd00:1::5", lbIP: "fd00:db8::10", openLB: "fd00:db8::11",
+		narrow: []string{"fd00:1::2/128", "fd00:1::2/127"}, wide: "fd00:1::/64",
+		wantRange: "fd00:db8::10 . TCP . 80 . fd00:1::2 - fd00:db8::10 . TCP . 80 . fd00:1::3"},
+}
+
 func TestHostKernelLoadBalancerSourceRanges(t *testing.T) {
 	needRoot(t)
-	f := hostFamilies[0]
+	for _, f := range lbFamilies {
+		t.Run(string(f.name), func(t *testing.T) { testLoadBalancerSourceRanges(t, f) })
+	}
+}
+
+func testLoadBalancerSourceRanges(t *testing.T, f lbFamily) {
 	node, client := hostNetNS(t), hostNetNS(t)
 	hn := rtnl(t, node)
 	addBridge(t, hn, hostDev)
-	connectVeth(t, node, client, f)
+	connectVeth(t, node, client, f.hostFamily)
 	// A second client address, outside the range below.
-	inside, outside := netip.MustParseAddr(f.clientIP), netip.MustParseAddr("10.0.0.5")
+	inside, outside := netip.MustParseAddr(f.clientIP), netip.MustParseAddr(f.outside)
 	hc := rtnl(t, client)
 	cl, err := hc.LinkByName("kn-client")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hc.AddrAdd(cl, &netlink.Addr{IPNet: &net.IPNet{IP: outside.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+	bits := outside.BitLen()
+	if err := hc.AddrAdd(cl, &netlink.Addr{IPNet: &net.IPNet{IP: outside.AsSlice(), Mask: net.CIDRMask(f.bits, bits)}, Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatal(err)
 	}
 
-	nft, err := NewNftables("kubenode-ipvs", false, node)
+	nft, err := NewNftables("kubenode-ipvs", f.name == plan.IPv6, node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,16 +770,20 @@ func TestHostKernelLoadBalancerSourceRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	lbIP := netip.MustParseAddr("192.0.2.10")
+	lbIP := netip.MustParseAddr(f.lbIP)
 	lb := svc("lb", f.webVIP, 80, ep(netip.AddrPortFrom(netip.MustParseAddr(f.webEP), 8080).String(), true))
 	lb.LoadBalancerIPs = []netip.Addr{lbIP}
 	// Overlapping ranges on purpose: the kernel's range set refuses
 	// overlapping elements, so the backend must merge them.
-	lb.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), netip.MustParsePrefix("10.0.0.2/31")}
+	for _, r := range f.narrow {
+		lb.LoadBalancerSourceRanges = append(lb.LoadBalancerSourceRanges, netip.MustParsePrefix(r))
+	}
 	open := svc("open", f.emptyVIP, 80, ep(netip.AddrPortFrom(netip.MustParseAddr(f.emptyEP), 8080).String(), true))
-	openLB := netip.MustParseAddr("192.0.2.11")
+	openLB := netip.MustParseAddr(f.openLB)
 	open.LoadBalancerIPs = []netip.Addr{openLB}
 	p := mkPlan(lb, open)
+	p.Family = f.name
+	p.ClusterCIDRs = nil
 	p.NodeIPs = []netip.Addr{netip.MustParseAddr(f.nodeIP)}
 	if err := b.Sync(ctx, p, nil, true); err != nil {
 		t.Fatalf("full sync: %v", err)
@@ -773,7 +801,7 @@ func TestHostKernelLoadBalancerSourceRanges(t *testing.T) {
 	}
 	dropped := func(t *testing.T, ns netns.NsHandle, src netip.Addr, addr string) {
 		t.Helper()
-		err := dialFrom(ns, src, addr, 700*time.Millisecond)
+		err := dialFrom(ns, src, addr, time.Second)
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("from %v to %s: err = %v, want a timeout (dropped)", src, addr, err)
@@ -784,21 +812,23 @@ func TestHostKernelLoadBalancerSourceRanges(t *testing.T) {
 	if !ok {
 		t.Fatal("table missing")
 	}
-	wantRanges := []string{"192.0.2.10 . TCP . 80 . 10.0.0.2 - 192.0.2.10 . TCP . 80 . 10.0.0.3"}
+	wantRanges := []string{f.wantRange}
 	if !slices.Equal(d.elems["lb-source-ranges"], wantRanges) {
 		t.Errorf("lb-source-ranges = %q, want %q", d.elems["lb-source-ranges"], wantRanges)
 	}
 
+	// First, so neighbour discovery for the outside address is done and
+	// cannot pass for a drop below.
+	t.Run("service without ranges is open to all", func(t *testing.T) { reaches(t, client, outside, openAddr) })
 	t.Run("source inside the ranges reaches the LB IP", func(t *testing.T) { reaches(t, client, inside, lbAddr) })
 	t.Run("source outside the ranges is dropped", func(t *testing.T) { dropped(t, client, outside, lbAddr) })
-	t.Run("service without ranges is open to all", func(t *testing.T) { reaches(t, client, outside, openAddr) })
 	t.Run("node outside the ranges is dropped too, like upstream", func(t *testing.T) {
 		dropped(t, node, netip.Addr{}, lbAddr)
 	})
 
 	t.Run("widening the ranges to the node's subnet lets the node in", func(t *testing.T) {
 		wide := *lb
-		wide.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+		wide.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix(f.wide)}
 		p.Services[lb.Name] = &wide
 		if err := b.Sync(ctx, p, map[plan.ServicePortName]struct{}{lb.Name: {}}, false); err != nil {
 			t.Fatalf("partial sync: %v", err)
