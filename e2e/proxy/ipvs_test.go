@@ -123,3 +123,79 @@ func TestIPVSCoreProgramsWithin1s(t *testing.T) {
 		}
 	})
 }
+
+// TestIPVSLoadBalancerSourceRanges: a LoadBalancer Service's loadBalancerSourceRanges, from the
+// API server through kube-proxy's core, restrict its ingress IP in the IPVS mode's support rules
+// (walked with a virtual packet: this host has no IPVS; the same rules carry real traffic in
+// make test-ipvs), and editing the ranges follows within a second.
+func TestIPVSLoadBalancerSourceRanges(t *testing.T) {
+	cp, admin := startControlPlane(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	kpClient, _, err := cp.Client(cp.KubeProxyKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeName := "kubenode-test-ipvs-" + randomHex(t, 3)
+	x, err := proxytest.NewIPVS(kpClient, proxytest.Options{NodeName: nodeName, NodeIPs: []netip.Addr{netip.MustParseAddr(nodeIP)}}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("IPVS core: %v", err)
+		}
+	})
+
+	ns := namespace(t, admin, "ipvs-lbsr")
+	svcAPI := admin.CoreV1().Services(ns)
+	svc, err := svcAPI.Create(ctx, &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: v1.ServiceSpec{Type: v1.ServiceTypeLoadBalancer, LoadBalancerSourceRanges: []string{"198.51.100.0/24"},
+			Ports: []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(backendPort)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.DiscoveryV1().EndpointSlices(ns).Create(ctx, endpointSlice(ns, "web-1", "web", nodeName, 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lbIP := netip.MustParseAddr("203.0.113.10")
+	svc.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: lbIP.String()}}
+	if svc, err = svcAPI.UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	inside, outside := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("192.0.2.7")
+	dropped := func(src netip.Addr) bool { return x.Verdict(src, lbIP, 80, false).Drop }
+
+	eventually(t, 5*time.Second, 5*time.Millisecond, "LB IP programmed with its source ranges", func() error {
+		if !x.HasVirtualServer(netip.AddrPortFrom(lbIP, 80)) {
+			return fmt.Errorf("no virtual server for %s:80", lbIP)
+		}
+		if !dropped(outside) {
+			return fmt.Errorf("%s from outside the ranges is not dropped", lbIP)
+		}
+		return nil
+	})
+	if dropped(inside) {
+		t.Fatalf("%s from %s, inside the ranges, is dropped", lbIP, inside)
+	}
+
+	time.Sleep(1100 * time.Millisecond) // past minSyncPeriod: the change is measured on its own
+	start := time.Now()
+	svc.Spec.LoadBalancerSourceRanges = nil
+	if _, err := svcAPI.Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, 5*time.Millisecond, "ranges lifted", func() error {
+		if dropped(outside) {
+			return fmt.Errorf("%s from %s still dropped", lbIP, outside)
+		}
+		return nil
+	})
+	if d := time.Since(start); d > programmingBudget {
+		t.Errorf("ranges lifted %s after the Service update, want within %s", d.Round(time.Millisecond), programmingBudget)
+	}
+}

@@ -36,6 +36,7 @@ type Options struct {
 // from a real API server.
 type IPVS struct {
 	kernel *ipvs.Fake
+	fw     *ipvs.FakeFirewall
 	p      *proxier.Proxier
 	inf    *proxier.Informers
 }
@@ -59,7 +60,8 @@ func NewIPVS(client kubernetes.Interface, o Options, log *zap.Logger) (*IPVS, er
 	}
 	k := ipvs.NewFake()
 	k.SetLocalAddresses(o.NodeIPs...)
-	be, err := ipvs.NewWithKernel(ipvs.Config{Family: plan.IPv4}, log, k, ipvs.NewFakeFirewall())
+	fw := ipvs.NewFakeFirewall()
+	be, err := ipvs.NewWithKernel(ipvs.Config{Family: plan.IPv4}, log, k, fw)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func NewIPVS(client kubernetes.Interface, o Options, log *zap.Logger) (*IPVS, er
 	if err != nil {
 		return nil, err
 	}
-	return &IPVS{kernel: k, p: p, inf: inf}, nil
+	return &IPVS{kernel: k, fw: fw, p: p, inf: inf}, nil
 }
 
 // Run runs the informers and the sync loop until ctx ends.
@@ -111,4 +113,11 @@ func (x *IPVS) Destinations(vip netip.AddrPort) ([]netip.AddrPort, error) {
 func (x *IPVS) HasVirtualServer(vip netip.AddrPort) bool {
 	_, err := x.kernel.VirtualServer(ipvs.VSKey{Address: vip.Addr(), Protocol: unix.IPPROTO_TCP, Port: vip.Port()})
 	return err == nil
+}
+
+// Verdict walks the first packet of a new TCP connection from src to dst:port through the
+// IPVS mode's nftables support rules (source ranges, no-endpoint rejects, masquerading);
+// local says the node itself sends it.
+func (x *IPVS) Verdict(src, dst netip.Addr, port uint16, local bool) ipvs.Verdict {
+	return x.fw.Packet(src, dst, port, local, netip.AddrPort{})
 }
