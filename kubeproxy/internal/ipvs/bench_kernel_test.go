@@ -24,14 +24,14 @@ var kernelBenchSizes = []int{1000, 10000}
 func BenchmarkSyncKernel(b *testing.B) {
 	for _, n := range kernelBenchSizes {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			benchSync(b, n, func(b *testing.B) *Backend {
+			benchSync(b, n, func(b *testing.B) (*Backend, func() uint64) {
 				ns := newNetNS(b)
 				be, err := New(Config{NetNSPath: fmt.Sprintf("/proc/self/fd/%d", int(ns))}, debugLogger(b))
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(be.Close)
-				return be
+				return be, nil
 			})
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,15 +71,37 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// liveHeap is the Go heap in use after a full collection, in bytes.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
 // benchSync measures, on whatever kernel newBackend returns: the first full
 // sync into an empty kernel, a full resync with nothing changed, and a
 // partial sync after one service's endpoints changed.
-func benchSync(b *testing.B, n int, newBackend func(b *testing.B) *Backend) {
+//
+// Memory, after the last full sync: rss-MiB is the whole benchmark
+// process's resident set (test binary, the plan, the backend, and the
+// in-memory kernel when there is one, with the Go heap's GC headroom over
+// all of them). The live Go heap is split into what a kube-proxy holds,
+// plan-MiB (the plan, which the proxier keeps between syncs) and
+// backend-MiB (what the backend keeps), and fake-MiB, the in-memory
+// kernel's and firewall's own state, which a real kube-proxy does not
+// have (newBackend's second result measures it; nil on a real kernel).
+func benchSync(b *testing.B, n int, newBackend func(b *testing.B) (*Backend, func() uint64)) {
 	ctx := context.Background()
+	heap0 := liveHeap()
 	p := scalePlan(n, 10)
+	planHeap := liveHeap() - heap0
 	// The last full-sync backend carries on into resync and one-change, so
 	// the (slow, in the VM) kernel is filled only as often as needed.
 	var be *Backend
+	var fakeHeap func() uint64
 	b.Run("full", func(sb *testing.B) {
 		var cpu time.Duration
 		for i := range sb.N {
@@ -88,7 +111,7 @@ func benchSync(b *testing.B, n int, newBackend func(b *testing.B) *Backend) {
 					sb.Fatal(err)
 				}
 			}
-			be = newBackend(b) // cleanups on the outer b: be lives on after "full"
+			be, fakeHeap = newBackend(b) // cleanups on the outer b: be lives on after "full"
 			sb.StartTimer()
 			c0 := cpuTime()
 			if err := be.Sync(ctx, p, nil, true); err != nil {
@@ -99,6 +122,14 @@ func benchSync(b *testing.B, n int, newBackend func(b *testing.B) *Backend) {
 				sb.StopTimer()
 				sb.ReportMetric(float64(cpu.Microseconds())/1000/float64(sb.N), "cpu-ms/op")
 				sb.ReportMetric(vmRSS(), "rss-MiB")
+				all := liveHeap()
+				var fake uint64
+				if fakeHeap != nil {
+					fake = fakeHeap()
+				}
+				sb.ReportMetric(mib(planHeap), "plan-MiB")
+				sb.ReportMetric(mib(all-heap0-planHeap-fake), "backend-MiB")
+				sb.ReportMetric(mib(fake), "fake-MiB")
 			}
 		}
 	})
@@ -134,13 +165,49 @@ func benchSync(b *testing.B, n int, newBackend func(b *testing.B) *Backend) {
 func BenchmarkSyncFake(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			benchSync(b, n, func(b *testing.B) *Backend {
-				be, err := NewWithKernel(Config{}, zap.NewNop(), NewFake(), NewFakeFirewall())
+			benchSync(b, n, func(b *testing.B) (*Backend, func() uint64) {
+				k, fw := NewFake(), NewFakeFirewall()
+				be, err := NewWithKernel(Config{}, zap.NewNop(), k, fw)
 				if err != nil {
 					b.Fatal(err)
 				}
-				return be
+				return be, func() uint64 { return fakeHeap(k, fw) }
 			})
 		})
 	}
+}
+
+// fakeHeap measures the live heap the fakes hold, as the growth of the
+// heap while an identical copy of them is built through their own methods
+// (their state cannot be set aside: whatever keeps it to put it back keeps
+// it live).
+func fakeHeap(k *Fake, fw *FakeFirewall) uint64 {
+	before := liveHeap()
+	k2, fw2 := NewFake(), NewFakeFirewall()
+	vss, _ := k.VirtualServers()
+	for _, vs := range vss {
+		_ = k2.AddVirtualServer(vs)
+		rss, _ := k.RealServers(vs.VSKey)
+		for _, rs := range rss {
+			_ = k2.AddRealServer(vs.VSKey, rs)
+		}
+	}
+	for dev := range k.devices {
+		_ = k2.EnsureDevice(dev)
+		addrs, _ := k.DeviceAddresses(dev)
+		for _, a := range addrs {
+			_ = k2.AddDeviceAddress(dev, a)
+		}
+	}
+	rs := fw.rs
+	for key := range fw.elems {
+		rs.Elements = append(rs.Elements, key.elem())
+	}
+	_ = fw2.Replace(&rs)
+	rs.Elements = nil
+	vss = nil
+	size := liveHeap() - before
+	runtime.KeepAlive(k2)
+	runtime.KeepAlive(fw2)
+	return size
 }
