@@ -408,6 +408,7 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	for e := range elemCount {
 		rs.Elements = append(rs.Elements, e.elem())
 	}
+	rs.Elements = mergeSourceRanges(rs.Elements)
 	if err := b.fw.Replace(rs); err != nil {
 		errs = append(errs, err)
 	}

@@ -135,6 +135,35 @@ func appendSourceRanges(elems []Element, ranges []netip.Prefix, ip netip.Addr, p
 	return elems
 }
 
+// mergeSourceRanges makes the source ranges of each destination disjoint
+// across services: two Services claiming one LB IP and port (a conflict
+// the API allows) must not make the kernel refuse the whole table. A later
+// partial update may then miss an element and fail, which falls back to a
+// full sync, where this runs again.
+func mergeSourceRanges(elems []Element) []Element {
+	type dest struct {
+		addr  netip.Addr
+		proto uint8
+		port  uint16
+	}
+	byDest := map[dest][]netip.Prefix{}
+	out := elems[:0]
+	for _, e := range elems {
+		if e.Set != SetLBSourceRanges {
+			out = append(out, e)
+			continue
+		}
+		d := dest{e.Addr, e.Proto, e.Port}
+		byDest[d] = append(byDest[d], e.Src)
+	}
+	for d, ps := range byDest {
+		for _, p := range disjoint(ps) {
+			out = append(out, Element{Set: SetLBSourceRanges, Addr: d.addr, Proto: d.proto, Port: d.port, Src: p})
+		}
+	}
+	return out
+}
+
 // disjoint masks the prefixes and drops those inside another one: the
 // kernel's range set refuses overlapping elements, and two prefixes either
 // nest or do not overlap.

@@ -147,22 +147,50 @@ type FakeFirewall struct {
 	exists            bool
 	rs                Ruleset
 	elems             map[elemKey]bool
+	ranges            map[elemKey]bool // the SetLBSourceRanges subset of elems
 	Replaces, Updates int
 }
 
 var _ Firewall = (*FakeFirewall)(nil)
 
-func NewFakeFirewall() *FakeFirewall { return &FakeFirewall{elems: map[elemKey]bool{}} }
+func NewFakeFirewall() *FakeFirewall {
+	return &FakeFirewall{elems: map[elemKey]bool{}, ranges: map[elemKey]bool{}}
+}
 
 func (f *FakeFirewall) Replace(r *Ruleset) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Replaces++
+	// Like the kernel, a refused element leaves the old table as it was.
+	ranges := map[elemKey]bool{}
+	for _, e := range r.Elements {
+		if e.Set == SetLBSourceRanges {
+			if err := checkOverlap(ranges, nil, e); err != nil {
+				return err
+			}
+			ranges[e.key()] = true
+		}
+	}
 	f.exists = true
 	f.rs = Ruleset{IPv6: r.IPv6, ClusterCIDRs: slices.Clone(r.ClusterCIDRs), MasqueradeAll: r.MasqueradeAll}
 	f.elems = make(map[elemKey]bool, len(r.Elements))
 	for _, e := range r.Elements {
 		f.elems[e.key()] = true
+	}
+	f.ranges = ranges
+	return nil
+}
+
+// checkOverlap refuses a source-range element overlapping another one of
+// the same destination in ranges (less those in gone), as the kernel's
+// range set does (ENOTEMPTY), which fails the whole transaction.
+func checkOverlap(ranges map[elemKey]bool, gone []Element, e Element) error {
+	for k := range ranges {
+		o := k.elem()
+		if o.Addr == e.Addr && o.Proto == e.Proto && o.Port == e.Port && o.Src != e.Src && o.Src.Overlaps(e.Src) &&
+			!slices.Contains(gone, o) {
+			return fmt.Errorf("add element %s: overlaps %s", e, o)
+		}
 	}
 	return nil
 }
@@ -185,11 +213,30 @@ func (f *FakeFirewall) Update(add, del []Element) error {
 			return fmt.Errorf("add element %s: %w", e, ErrExist)
 		}
 	}
+	var added []Element
+	for _, e := range add {
+		if e.Set != SetLBSourceRanges {
+			continue
+		}
+		if err := checkOverlap(f.ranges, del, e); err != nil {
+			return err
+		}
+		for _, a := range added {
+			if a.Addr == e.Addr && a.Proto == e.Proto && a.Port == e.Port && a.Src != e.Src && a.Src.Overlaps(e.Src) {
+				return fmt.Errorf("add element %s: overlaps %s", e, a)
+			}
+		}
+		added = append(added, e)
+	}
 	for _, e := range del {
 		delete(f.elems, e.key())
+		delete(f.ranges, e.key())
 	}
 	for _, e := range add {
 		f.elems[e.key()] = true
+		if e.Set == SetLBSourceRanges {
+			f.ranges[e.key()] = true
+		}
 	}
 	return nil
 }
@@ -198,7 +245,7 @@ func (f *FakeFirewall) Cleanup() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.exists = false
-	f.elems = map[elemKey]bool{}
+	f.elems, f.ranges = map[elemKey]bool{}, map[elemKey]bool{}
 	return nil
 }
 
@@ -266,10 +313,7 @@ func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endp
 // sourceAllowed reports whether src is in a SetLBSourceRanges prefix for
 // the destination. Callers hold f.mu.
 func (f *FakeFirewall) sourceAllowed(src, dst netip.Addr, proto uint8, port uint16) bool {
-	for k := range f.elems {
-		if k.set != SetLBSourceRanges {
-			continue
-		}
+	for k := range f.ranges {
 		e := k.elem()
 		if e.Addr == dst && e.Proto == proto && e.Port == port && e.Src.Contains(src) {
 			return true

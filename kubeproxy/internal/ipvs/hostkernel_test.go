@@ -850,4 +850,21 @@ func testLoadBalancerSourceRanges(t *testing.T, f lbFamily) {
 		}
 		reaches(t, client, outside, lbAddr)
 	})
+
+	t.Run("two services with nested ranges on one LB IP: merged, not refused", func(t *testing.T) {
+		wide, narrow := *lb, *lb
+		wide.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix(f.wide)}
+		narrow.Name.Name, narrow.ClusterIP = "lb-twin", netip.MustParseAddr(f.emptyVIP).Next()
+		narrow.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix(f.narrow[0])}
+		p.Services[lb.Name], p.Services[narrow.Name] = &wide, &narrow
+		if err := b.Sync(ctx, p, nil, true); err != nil {
+			t.Fatalf("full sync: %v", err)
+		}
+		reaches(t, client, outside, lbAddr)
+		// What the merge avoids: the kernel refuses the overlapping element.
+		e := Element{Set: SetLBSourceRanges, Addr: lbIP, Proto: unix.IPPROTO_TCP, Port: 80, Src: netip.MustParsePrefix(f.narrow[0])}
+		if err := nft.Update([]Element{e}, nil); err == nil {
+			t.Error("the kernel accepted an overlapping range element; merging would be unnecessary")
+		}
+	})
 }

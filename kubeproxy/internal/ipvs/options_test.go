@@ -243,3 +243,59 @@ func TestOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+// Two Services claiming one LB IP and port with nested ranges: the kernel's
+// range set refuses overlapping elements, which must not fail the table.
+func TestConflictingSourceRanges(t *testing.T) {
+	lbIP := netip.MustParseAddr("203.0.113.10")
+	mk := func(n, clusterIP, r string) *plan.Service {
+		s := svc(n, clusterIP, 80, ep("10.244.1.1:8080", true))
+		s.LoadBalancerIPs = []netip.Addr{lbIP}
+		s.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix(r)}
+		return s
+	}
+	a, b := mk("a", "10.96.0.10", "10.0.0.0/8"), mk("b", "10.96.0.11", "10.1.0.0/16")
+
+	t.Run("the fake refuses overlaps like the kernel", func(t *testing.T) {
+		fw := NewFakeFirewall()
+		e := func(p string) Element {
+			return Element{Set: SetLBSourceRanges, Addr: lbIP, Proto: unix.IPPROTO_TCP, Port: 80, Src: netip.MustParsePrefix(p)}
+		}
+		if err := fw.Replace(&Ruleset{Elements: []Element{e("10.0.0.0/8"), e("10.1.0.0/16")}}); err == nil {
+			t.Fatal("Replace accepted overlapping ranges")
+		}
+		if err := fw.Replace(&Ruleset{Elements: []Element{e("10.0.0.0/8")}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fw.Update([]Element{e("10.1.0.0/16")}, nil); err == nil {
+			t.Fatal("Update accepted an overlapping range")
+		}
+		if err := fw.Update([]Element{e("10.1.0.0/16")}, []Element{e("10.0.0.0/8")}); err != nil {
+			t.Fatalf("replacing a range in one update: %v", err)
+		}
+	})
+
+	t.Run("a full sync merges them", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		h.sync(t, mkPlan(a, b), true)
+		if h.fw.Packet(netip.MustParseAddr("10.2.0.1"), lbIP, 80, false, netip.AddrPort{}).Drop {
+			t.Error("source in the wider range dropped")
+		}
+		if !h.fw.Packet(netip.MustParseAddr("192.0.2.1"), lbIP, 80, false, netip.AddrPort{}).Drop {
+			t.Error("source outside both ranges not dropped")
+		}
+	})
+
+	t.Run("a partial sync that conflicts recovers at the next sync", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		h.sync(t, mkPlan(a), true)
+		p := mkPlan(a, b)
+		if err := h.b.Sync(context.Background(), p, map[plan.ServicePortName]struct{}{b.Name: {}}, false); err == nil {
+			t.Fatal("partial sync added an overlapping range without an error: the case this test is about did not happen")
+		}
+		h.sync(t, p, false) // a full one, after the failure
+		if h.fw.Packet(netip.MustParseAddr("10.2.0.1"), lbIP, 80, false, netip.AddrPort{}).Drop {
+			t.Error("source in the wider range dropped after recovery")
+		}
+	})
+}
