@@ -2,9 +2,11 @@
 // onto IPVS virtual servers (one per cluster IP, external IP, load-balancer
 // IP and node address:node port), keeps service addresses on a dummy
 // device, and programs a small nftables table for what IPVS cannot express
-// (masquerading, hairpin, rejecting services without endpoints). Each sync
-// diffs the desired state against the kernel and applies only the
-// difference.
+// (masquerading, hairpin, rejecting services without endpoints, dropping
+// load-balancer traffic from outside loadBalancerSourceRanges). It also
+// sets IPVS's connection timeouts and spares virtual servers in
+// excludeCIDRs when it removes stale ones. Each sync diffs the desired state
+// against the kernel and applies only the difference.
 package ipvs
 
 import (
