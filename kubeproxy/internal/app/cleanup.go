@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	proxyv1alpha1 "github.com/kubenode/kubenode/api/kubeproxy/v1alpha1"
 	"github.com/kubenode/kubenode/common/log"
 	"github.com/kubenode/kubenode/kubeproxy/internal/ipvs"
 	"github.com/kubenode/kubenode/kubeproxy/internal/nft"
@@ -19,6 +20,7 @@ import (
 // ever programmed, then exit 0. Safe to run again and on a clean node.
 func newCleanupCommand() *cobra.Command {
 	var logOpts log.Options
+	var excludeCIDRs []string
 	cmd := &cobra.Command{
 		Use:          "cleanup",
 		Short:        "Remove all nftables and IPVS state kube-proxy made (both modes, both families) and exit",
@@ -29,10 +31,17 @@ func newCleanupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return cleanup(cmd.Context(), logger, defaultCleaners)
+			// Checked before anything is removed.
+			for _, f := range []plan.Family{plan.IPv4, plan.IPv6} {
+				if _, err := ipvsConfig(proxyv1alpha1.IPVSConfiguration{ExcludeCIDRs: excludeCIDRs}, f); err != nil {
+					return err
+				}
+			}
+			return cleanup(cmd.Context(), logger, func() []cleanerFactory { return defaultCleaners(excludeCIDRs) })
 		},
 	}
 	logOpts.AddFlags(cmd.Flags())
+	cmd.Flags().StringSliceVar(&excludeCIDRs, "ipvs-exclude-cidrs", nil, "CIDRs whose IPVS virtual servers cleanup leaves alone, as in ipvs.excludeCIDRs")
 	return cmd
 }
 
@@ -45,13 +54,17 @@ type cleanerFactory struct {
 
 var errSkip = errors.New("not present on this machine")
 
-func defaultCleaners() []cleanerFactory {
+func defaultCleaners(ipvsExcludeCIDRs []string) []cleanerFactory {
 	return []cleanerFactory{
 		{mode: "nftables", make: func(f plan.Family, l *zap.Logger) (proxier.Dataplane, error) {
 			return nft.New(nft.Config{Family: f}, l)
 		}},
 		{mode: "ipvs", make: func(f plan.Family, l *zap.Logger) (proxier.Dataplane, error) {
-			b, err := ipvs.New(ipvs.Config{Family: f}, l)
+			c, err := ipvsConfig(proxyv1alpha1.IPVSConfiguration{ExcludeCIDRs: ipvsExcludeCIDRs}, f)
+			if err != nil {
+				return nil, err
+			}
+			b, err := ipvs.New(c, l)
 			if errors.Is(err, ipvs.ErrNoIPVS) {
 				return nil, errSkip
 			}

@@ -75,3 +75,11 @@ func TestIPVSConfigErrors(t *testing.T) {
 		t.Fatalf("got %v, %v; want the masked 10.0.0.0/8", c.ExcludeCIDRs, err)
 	}
 }
+
+// `kube-proxy cleanup --ipvs-exclude-cidrs` refuses a bad CIDR before it removes anything.
+func TestCleanupExcludeCIDRsFlag(t *testing.T) {
+	_, out, err := execute(t, "cleanup", "--ipvs-exclude-cidrs=10.0.0.0/8,nope")
+	if err == nil || !strings.Contains(err.Error(), "ipvs.excludeCIDRs[1]") {
+		t.Fatalf("err = %v, want it to name ipvs.excludeCIDRs[1]\n%s", err, out)
+	}
+}
