@@ -8,31 +8,33 @@ import (
 
 // Default values that SetDefaults fills in.
 const (
-	DefaultContainerRuntimeEndpoint  = "unix:///run/containerd/containerd.sock"
-	DefaultRuntimeRequestTimeout     = 2 * time.Minute
-	DefaultFileCheckFrequency        = 20 * time.Second
-	DefaultSyncFrequency             = time.Minute
-	DefaultAddress                   = "0.0.0.0"
-	DefaultPort                      = 10250
-	DefaultHealthzBindAddress        = "127.0.0.1"
-	DefaultHealthzPort               = 10248
-	DefaultResolverConfig            = "/etc/resolv.conf"
-	DefaultMaxPods                   = 110
-	DefaultCgroupDriver              = "cgroupfs"
-	DefaultCgroupRoot                = "/"
-	DefaultNodeStatusUpdateFrequency = 10 * time.Second
-	DefaultNodeStatusReportFrequency = 5 * time.Minute
-	DefaultNodeLeaseDurationSeconds  = 40
-	DefaultImageGCHighThreshold      = 85
-	DefaultImageGCLowThreshold       = 80
-	DefaultContainerLogMaxSize       = "10Mi"
-	DefaultContainerLogMaxFiles      = 5
-	DefaultInitialRestartPeriod      = 10 * time.Second
-	DefaultMaxRestartPeriod          = 300 * time.Second
-	DefaultWebhookCacheTTL           = 2 * time.Minute
-	DefaultCacheAuthorizedTTL        = 5 * time.Minute
-	DefaultCacheUnauthorizedTTL      = 30 * time.Second
-	DefaultLoggingFormat             = "text"
+	DefaultContainerRuntimeEndpoint   = "unix:///run/containerd/containerd.sock"
+	DefaultRuntimeRequestTimeout      = 2 * time.Minute
+	DefaultFileCheckFrequency         = 20 * time.Second
+	DefaultSyncFrequency              = time.Minute
+	DefaultAddress                    = "0.0.0.0"
+	DefaultPort                       = 10250
+	DefaultHealthzBindAddress         = "127.0.0.1"
+	DefaultHealthzPort                = 10248
+	DefaultResolverConfig             = "/etc/resolv.conf"
+	DefaultMaxPods                    = 110
+	DefaultCgroupDriver               = "cgroupfs"
+	DefaultCgroupRoot                 = "/"
+	DefaultNodeStatusUpdateFrequency  = 10 * time.Second
+	DefaultNodeStatusReportFrequency  = 5 * time.Minute
+	DefaultNodeLeaseDurationSeconds   = 40
+	DefaultImageGCHighThreshold       = 85
+	DefaultImageGCLowThreshold        = 80
+	DefaultImageMinimumGCAge          = 2 * time.Minute
+	DefaultEvictionPressureTransition = 5 * time.Minute
+	DefaultContainerLogMaxSize        = "10Mi"
+	DefaultContainerLogMaxFiles       = 5
+	DefaultInitialRestartPeriod       = 10 * time.Second
+	DefaultMaxRestartPeriod           = 300 * time.Second
+	DefaultWebhookCacheTTL            = 2 * time.Minute
+	DefaultCacheAuthorizedTTL         = 5 * time.Minute
+	DefaultCacheUnauthorizedTTL       = 30 * time.Second
+	DefaultLoggingFormat              = "text"
 )
 
 // DefaultEvictionHard returns the hard eviction thresholds used when evictionHard is not set.
@@ -76,6 +78,7 @@ func SetDefaults(c *KubeletConfiguration) {
 	if c.EvictionHard == nil {
 		c.EvictionHard = DefaultEvictionHard()
 	}
+	dur(&c.EvictionPressureTransitionPeriod, DefaultEvictionPressureTransition)
 	ptr(&c.FailSwapOn, true)
 
 	dur(&c.NodeStatusUpdateFrequency, DefaultNodeStatusUpdateFrequency)
@@ -86,6 +89,7 @@ func SetDefaults(c *KubeletConfiguration) {
 	ptr(&c.SerializeImagePulls, true)
 	ptr(&c.ImageGCHighThresholdPercent, DefaultImageGCHighThreshold)
 	ptr(&c.ImageGCLowThresholdPercent, DefaultImageGCLowThreshold)
+	dur(&c.ImageMinimumGCAge, DefaultImageMinimumGCAge)
 	str(&c.ContainerLogMaxSize, DefaultContainerLogMaxSize)
 	ptr(&c.ContainerLogMaxFiles, DefaultContainerLogMaxFiles)
 	if c.CrashLoopBackOff.InitialContainerRestartPeriod == nil {

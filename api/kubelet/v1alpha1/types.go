@@ -92,10 +92,15 @@ type KubeletConfiguration struct {
 	KubeReserved map[string]string `json:"kubeReserved,omitempty"`
 	// EvictionHard maps eviction signals (memory.available, nodefs.available, nodefs.inodesFree,
 	// imagefs.available, imagefs.inodesFree, pid.available) to thresholds, a quantity ("100Mi") or a
-	// percentage ("10%"); crossing one evicts pods at once. Setting the field replaces the whole
+	// percentage ("10%"); while one is crossed the node reports the matching pressure condition and
+	// evicts one pod every 10s (after reclaiming unused images for disk signals). Setting the field replaces the whole
 	// default map. Default: memory.available<100Mi, nodefs.available<10%, nodefs.inodesFree<5%,
 	// imagefs.available<15%.
 	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	// EvictionPressureTransitionPeriod is how long a pressure condition (MemoryPressure,
+	// DiskPressure, PIDPressure) stays True after its threshold was last crossed, so the node does
+	// not flap between admitting and rejecting pods. Default: 5m.
+	EvictionPressureTransitionPeriod metav1.Duration `json:"evictionPressureTransitionPeriod,omitempty"`
 	// FailSwapOn makes the kubelet refuse to start when swap is on. Default: true.
 	FailSwapOn *bool `json:"failSwapOn,omitempty"`
 
@@ -128,6 +133,9 @@ type KubeletConfiguration struct {
 	// ImageGCLowThresholdPercent is the usage (percent) that image garbage collection frees down to;
 	// below ImageGCHighThresholdPercent. Default: 80.
 	ImageGCLowThresholdPercent *int32 `json:"imageGCLowThresholdPercent,omitempty"`
+	// ImageMinimumGCAge is how long an unused image is kept after the kubelet first saw it before
+	// image garbage collection may remove it. Default: 2m.
+	ImageMinimumGCAge metav1.Duration `json:"imageMinimumGCAge,omitempty"`
 	// ContainerLogMaxSize is the size at which a container's log file is rotated, a quantity such as
 	// "10Mi". Default: "10Mi".
 	ContainerLogMaxSize string `json:"containerLogMaxSize,omitempty"`

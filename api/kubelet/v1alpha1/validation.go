@@ -103,6 +103,8 @@ func Validate(c *KubeletConfiguration) field.ErrorList {
 	errs = append(errs, validateReserved(c.SystemReserved, field.NewPath("systemReserved"))...)
 	errs = append(errs, validateReserved(c.KubeReserved, field.NewPath("kubeReserved"))...)
 	errs = append(errs, validateEviction(c.EvictionHard, field.NewPath("evictionHard"))...)
+	errs = append(errs, nonNegative(c.EvictionPressureTransitionPeriod, field.NewPath("evictionPressureTransitionPeriod"))...)
+	errs = append(errs, nonNegative(c.ImageMinimumGCAge, field.NewPath("imageMinimumGCAge"))...)
 
 	errs = append(errs, positive(c.NodeStatusUpdateFrequency, field.NewPath("nodeStatusUpdateFrequency"))...)
 	errs = append(errs, positive(c.NodeStatusReportFrequency, field.NewPath("nodeStatusReportFrequency"))...)

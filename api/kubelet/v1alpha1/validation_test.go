@@ -58,6 +58,10 @@ func TestValidate(t *testing.T) {
 			c.ImageGCHighThresholdPercent = i32(50)
 			c.ImageGCLowThresholdPercent = i32(60)
 		}, []string{"imageGCLowThresholdPercent"}},
+		{"negative image GC age and pressure transition", func(c *KubeletConfiguration) {
+			c.ImageMinimumGCAge = d(-time.Second)
+			c.EvictionPressureTransitionPeriod = d(-time.Minute)
+		}, []string{"evictionPressureTransitionPeriod", "imageMinimumGCAge"}},
 		{"image GC threshold over 100", func(c *KubeletConfiguration) { c.ImageGCHighThresholdPercent = i32(101) }, []string{"imageGCHighThresholdPercent"}},
 		{"parallel pulls while serialized", func(c *KubeletConfiguration) { c.MaxParallelImagePulls = i32(4) }, []string{"maxParallelImagePulls"}},
 		{"one parallel pull while serialized", func(c *KubeletConfiguration) { c.MaxParallelImagePulls = i32(1) }, nil},

@@ -79,6 +79,7 @@ func fromUpstream(up *kubeletv1beta1.KubeletConfiguration, c *v1alpha1.KubeletCo
 	c.SystemReserved = up.SystemReserved
 	c.KubeReserved = up.KubeReserved
 	c.EvictionHard = up.EvictionHard
+	c.EvictionPressureTransitionPeriod = up.EvictionPressureTransitionPeriod
 	c.FailSwapOn = up.FailSwapOn
 	c.NodeStatusUpdateFrequency = up.NodeStatusUpdateFrequency
 	c.NodeStatusReportFrequency = up.NodeStatusReportFrequency
@@ -92,6 +93,7 @@ func fromUpstream(up *kubeletv1beta1.KubeletConfiguration, c *v1alpha1.KubeletCo
 	c.MaxParallelImagePulls = up.MaxParallelImagePulls
 	c.ImageGCHighThresholdPercent = up.ImageGCHighThresholdPercent
 	c.ImageGCLowThresholdPercent = up.ImageGCLowThresholdPercent
+	c.ImageMinimumGCAge = up.ImageMinimumGCAge
 	c.ContainerLogMaxSize = up.ContainerLogMaxSize
 	c.ContainerLogMaxFiles = up.ContainerLogMaxFiles
 	c.CrashLoopBackOff.MaxContainerRestartPeriod = up.CrashLoopBackOff.MaxContainerRestartPeriod
