@@ -179,7 +179,7 @@ func (b *Backend) Sync(ctx context.Context, p *plan.Plan, changed map[plan.Servi
 // fullChunk is how many kernel objects a full sync puts in one
 // transaction. Each transaction holds whole services, so none is ever seen
 // half-programmed; bounding them bounds the sync's memory at any scale.
-const fullChunk = 40000
+const fullChunk = 10000
 
 func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 	ks := newKernelState(b.f, b.hs)

@@ -14,11 +14,12 @@ import (
 
 // scaleWorld is n services x eps endpoints, in the shapes the planner
 // produces, for benchmarks. Addresses are synthetic and never carry
-// traffic.
+// traffic. It holds what a kube-proxy holds: the service and endpoints
+// maps (the trackers' state) and the last plan.
 type scaleWorld struct {
+	n        int
 	services plan.ServiceMap
 	eps      plan.EndpointsMap
-	names    []plan.ServicePortName
 	prev     *plan.Plan
 	cfg      plan.Config
 	node     plan.NodeFacts
@@ -33,6 +34,7 @@ func addrFrom(base netip.Addr, off uint32) netip.Addr {
 
 func newScaleWorld(n, eps int) *scaleWorld {
 	w := &scaleWorld{
+		n:        n,
 		services: make(plan.ServiceMap, n),
 		eps:      make(plan.EndpointsMap, n),
 		cfg:      plan.Config{NodePortPrimary: true, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/9")}},
@@ -41,8 +43,7 @@ func newScaleWorld(n, eps int) *scaleWorld {
 	cipBase := netip.MustParseAddr("10.96.0.0")
 	epBase := netip.MustParseAddr("10.128.0.0")
 	for i := range n {
-		name := plan.ServicePortName{Namespace: fmt.Sprintf("ns-%d", i%100), Name: fmt.Sprintf("svc-%d", i), Port: "http", Protocol: plan.TCP}
-		w.names = append(w.names, name)
+		name := scaleName(i)
 		sp := &plan.ServicePort{Name: name, ClusterIPs: []netip.Addr{addrFrom(cipBase, uint32(i+1))}, Port: 80}
 		if i%10 == 0 {
 			sp.NodePort = uint16(30000 + i/10%2768)
@@ -57,6 +58,10 @@ func newScaleWorld(n, eps int) *scaleWorld {
 	return w
 }
 
+func scaleName(i int) plan.ServicePortName {
+	return plan.ServicePortName{Namespace: fmt.Sprintf("ns-%d", i%100), Name: fmt.Sprintf("svc-%d", i), Port: "http", Protocol: plan.TCP}
+}
+
 func (w *scaleWorld) plan(changed map[plan.ServicePortName]struct{}) *plan.Plan {
 	p := plan.Build(plan.IPv4, w.services, w.eps, w.node, w.cfg, w.prev, changed)
 	w.prev = p
@@ -66,7 +71,7 @@ func (w *scaleWorld) plan(changed map[plan.ServicePortName]struct{}) *plan.Plan 
 // change moves one endpoint of service i to a new address (like a pod
 // being replaced) and returns the changed set.
 func (w *scaleWorld) change(i, round int) map[plan.ServicePortName]struct{} {
-	name := w.names[i%len(w.names)]
+	name := scaleName(i % w.n)
 	list := append([]plan.Endpoint(nil), w.eps[name]...)
 	list[round%len(list)].IP = addrFrom(netip.MustParseAddr("10.200.0.0"), uint32(round))
 	w.eps[name] = list
