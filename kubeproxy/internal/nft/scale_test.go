@@ -213,9 +213,6 @@ func TestScaleWorker(t *testing.T) {
 		walls, cpus = append(walls, time.Since(t0)), append(cpus, cpuTime()-c0)
 	}
 	r.FullWall, r.FullCPU = median(walls), median(cpus)
-	// From here on, like a running kube-proxy, only the latest plan is
-	// held (by the world and the backend).
-	p = nil
 
 	walls, cpus = nil, nil
 	var lats []time.Duration
