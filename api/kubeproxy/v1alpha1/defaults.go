@@ -26,6 +26,7 @@ const (
 	DefaultTCPEstablishedTimeout = 24 * time.Hour
 	DefaultTCPCloseWaitTimeout   = time.Hour
 	DefaultOOMScoreAdj           = -999
+	DefaultGCPercent             = 50
 	DefaultLoggingFormat         = "text"
 )
 
@@ -64,6 +65,7 @@ func SetDefaults(c *KubeProxyConfiguration) {
 	ptr(&c.Conntrack.TCPEstablishedTimeout, metav1.Duration{Duration: DefaultTCPEstablishedTimeout})
 	ptr(&c.Conntrack.TCPCloseWaitTimeout, metav1.Duration{Duration: DefaultTCPCloseWaitTimeout})
 	ptr(&c.OOMScoreAdj, DefaultOOMScoreAdj)
+	ptr(&c.GCPercent, DefaultGCPercent)
 	str(&c.Logging.Format, DefaultLoggingFormat)
 }
 

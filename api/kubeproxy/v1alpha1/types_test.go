@@ -84,6 +84,7 @@ func TestDefaults(t *testing.T) {
 		{"conntrack per core", *c.Conntrack.MaxPerCore, int32(32768)},
 		{"conntrack established", c.Conntrack.TCPEstablishedTimeout.Duration, 24 * time.Hour},
 		{"oomScoreAdj", *c.OOMScoreAdj, int32(-999)},
+		{"gcPercent", *c.GCPercent, int32(50)},
 		{"qps", c.ClientConnection.QPS, float32(5)},
 		{"configSyncPeriod", c.ConfigSyncPeriod, metav1.Duration{Duration: 15 * time.Minute}},
 	}

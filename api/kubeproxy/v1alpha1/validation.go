@@ -86,6 +86,9 @@ func Validate(c *KubeProxyConfiguration) field.ErrorList {
 	if v := c.OOMScoreAdj; v != nil && (*v < -1000 || *v > 1000) {
 		errs = append(errs, field.Invalid(field.NewPath("oomScoreAdj"), *v, "must be between -1000 and 1000"))
 	}
+	if v := c.GCPercent; v != nil && (*v < 10 || *v > 1000) {
+		errs = append(errs, field.Invalid(field.NewPath("gcPercent"), *v, "must be between 10 and 1000"))
+	}
 	errs = append(errs, ValidateLogging(c.Logging, field.NewPath("logging"))...)
 	return errs
 }

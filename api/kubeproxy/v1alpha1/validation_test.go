@@ -48,6 +48,8 @@ func TestValidate(t *testing.T) {
 			c.Conntrack.UDPTimeout = d(-time.Second)
 		}, []string{"conntrack.maxPerCore", "conntrack.udpTimeout"}},
 		{"oom score", func(c *KubeProxyConfiguration) { c.OOMScoreAdj = i32(-1001) }, []string{"oomScoreAdj"}},
+		{"gc percent too low", func(c *KubeProxyConfiguration) { c.GCPercent = i32(5) }, []string{"gcPercent"}},
+		{"gc percent too high", func(c *KubeProxyConfiguration) { c.GCPercent = i32(1001) }, []string{"gcPercent"}},
 		{"logging", func(c *KubeProxyConfiguration) { c.Logging.Format = "logfmt" }, []string{"logging.format"}},
 	}
 	for _, tc := range tests {

@@ -26,6 +26,7 @@ import (
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubeproxy/internal/changes"
 	"github.com/kubenode/kubenode/kubeproxy/internal/conntrack"
+	"github.com/kubenode/kubenode/kubeproxy/internal/gcpolicy"
 	"github.com/kubenode/kubenode/kubeproxy/internal/healthcheck"
 	"github.com/kubenode/kubenode/kubeproxy/internal/ipvs"
 	"github.com/kubenode/kubenode/kubeproxy/internal/nft"
@@ -300,7 +301,7 @@ func fallbackNodeIPs(bindAddress string) []netip.Addr {
 }
 
 // applyProcessSettings sets the conntrack limits and this process's
-// oom_score_adj. Failures are logged, not fatal: in a container or without
+// oom_score_adj and GC target percentage. Failures are logged, not fatal: in a container or without
 // CAP_SYS_RESOURCE they may be impossible and the proxy still works.
 func applyProcessSettings(cfg *proxyv1alpha1.KubeProxyConfiguration, log *zap.Logger) {
 	ct := cfg.Conntrack
@@ -322,6 +323,11 @@ func applyProcessSettings(cfg *proxyv1alpha1.KubeProxyConfiguration, log *zap.Lo
 	if cfg.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(int(*cfg.OOMScoreAdj))), 0o644); err != nil {
 			log.Warn("oomScoreAdj not applied", zap.Int32("oomScoreAdj", *cfg.OOMScoreAdj), zap.Error(err))
+		}
+	}
+	if cfg.GCPercent != nil {
+		if a := gcpolicy.Apply(int(*cfg.GCPercent), os.Getenv); a.Env != "" {
+			log.Info("gcPercent not applied: GOGC is set", zap.Int32("gcPercent", *cfg.GCPercent), zap.String("GOGC", a.Env))
 		}
 	}
 }
