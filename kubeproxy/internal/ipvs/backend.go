@@ -407,10 +407,15 @@ func (b *Backend) fullSync(ctx context.Context, p *plan.Plan, nodeIPs []netip.Ad
 	tNft := b.now()
 	rs := &Ruleset{IPv6: b.cfg.Family == plan.IPv6, ClusterCIDRs: p.ClusterCIDRs, MasqueradeAll: p.MasqueradeAll}
 	rs.Elements = make([]Element, 0, len(elemCount))
+	var ranges []Element
 	for e := range elemCount {
+		if e.set == SetLBSourceRanges {
+			ranges = append(ranges, e.elem())
+			continue
+		}
 		rs.Elements = append(rs.Elements, e.elem())
 	}
-	rs.Elements = mergeSourceRanges(rs.Elements)
+	rs.Elements = append(rs.Elements, mergeSourceRanges(ranges)...)
 	if err := b.fw.Replace(rs); err != nil {
 		errs = append(errs, err)
 	}

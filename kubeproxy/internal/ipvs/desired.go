@@ -130,16 +130,16 @@ func appendSourceRanges(elems []Element, ranges []netip.Prefix, ip netip.Addr, p
 	}
 	elems = append(elems, Element{Set: SetLBFirewall, Addr: ip, Proto: proto, Port: port})
 	for _, r := range disjoint(allow) {
-		elems = append(elems, Element{Set: SetLBSourceRanges, Addr: ip, Proto: proto, Port: port, Src: r})
+		elems = append(elems, sourceRange(ip, proto, port, r))
 	}
 	return elems
 }
 
-// mergeSourceRanges makes the source ranges of each destination disjoint
-// across services: two Services claiming one LB IP and port (a conflict
-// the API allows) must not make the kernel refuse the whole table. A later
-// partial update may then miss an element and fail, which falls back to a
-// full sync, where this runs again.
+// mergeSourceRanges makes the SetLBSourceRanges elements (only those) of
+// each destination disjoint across services: two Services claiming one LB
+// IP and port (a conflict the API allows) must not make the kernel refuse
+// the whole table. A later partial update may then miss an element and
+// fail, which falls back to a full sync, where this runs again.
 func mergeSourceRanges(elems []Element) []Element {
 	type dest struct {
 		addr  netip.Addr
@@ -147,18 +147,14 @@ func mergeSourceRanges(elems []Element) []Element {
 		port  uint16
 	}
 	byDest := map[dest][]netip.Prefix{}
-	out := elems[:0]
 	for _, e := range elems {
-		if e.Set != SetLBSourceRanges {
-			out = append(out, e)
-			continue
-		}
 		d := dest{e.Addr, e.Proto, e.Port}
-		byDest[d] = append(byDest[d], e.Src)
+		byDest[d] = append(byDest[d], e.Src())
 	}
+	out := make([]Element, 0, len(elems))
 	for d, ps := range byDest {
 		for _, p := range disjoint(ps) {
-			out = append(out, Element{Set: SetLBSourceRanges, Addr: d.addr, Proto: d.proto, Port: d.port, Src: p})
+			out = append(out, sourceRange(d.addr, d.proto, d.port, p))
 		}
 	}
 	return out

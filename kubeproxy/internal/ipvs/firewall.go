@@ -39,7 +39,7 @@ const (
 	// SetLBSourceRanges does not list for that destination is dropped.
 	SetLBFirewall
 	// SetLBSourceRanges: (address, protocol, port, source prefix), an
-	// interval set; Element.Src is the prefix.
+	// interval set; Element.Src() is the prefix.
 	SetLBSourceRanges
 )
 
@@ -61,18 +61,34 @@ type Element struct {
 	Addr  netip.Addr
 	Proto uint8
 	Port  uint16
+	// Bits is the source prefix length of a SetLBSourceRanges element,
+	// whose prefix address is Addr2 (see Src). A byte here fits in padding:
+	// a netip.Prefix field would grow every element by a third.
+	Bits  uint8
 	Addr2 netip.Addr
-	// Src is the source prefix of a SetLBSourceRanges element (masked).
-	Src netip.Prefix
+}
+
+// sourceRange is the SetLBSourceRanges element for destination
+// addr/proto/port and source prefix src.
+func sourceRange(addr netip.Addr, proto uint8, port uint16, src netip.Prefix) Element {
+	src = src.Masked()
+	return Element{Set: SetLBSourceRanges, Addr: addr, Proto: proto, Port: port, Addr2: src.Addr(), Bits: uint8(src.Bits())}
+}
+
+// Src is the source prefix of a SetLBSourceRanges element.
+func (e Element) Src() netip.Prefix {
+	if e.Set != SetLBSourceRanges {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(e.Addr2, int(e.Bits))
 }
 
 func (e Element) String() string {
 	s := fmt.Sprintf("%s{%s . %s . %d", e.Set, e.Addr, protoName(uint16(e.Proto)), e.Port)
-	if e.Addr2.IsValid() {
+	if src := e.Src(); src.IsValid() {
+		s += " . " + src.String()
+	} else if e.Addr2.IsValid() {
 		s += " . " + e.Addr2.String()
-	}
-	if e.Src.IsValid() {
-		s += " . " + e.Src.String()
 	}
 	return s + "}"
 }
@@ -96,10 +112,7 @@ func (e Element) key() elemKey {
 	if e.Addr2.IsValid() {
 		k.a2 = e.Addr2.As16()
 	}
-	if e.Src.IsValid() {
-		k.a2 = e.Src.Addr().As16()
-		k.bits = uint8(e.Src.Bits())
-	}
+	k.bits = e.Bits
 	return k
 }
 
@@ -115,11 +128,11 @@ func (k elemKey) elem() Element {
 	if k.set != SetNodePorts {
 		e.Addr = addr(k.a)
 	}
-	if k.set == SetHairpin {
+	if k.set == SetHairpin || k.set == SetLBSourceRanges {
 		e.Addr2 = addr(k.a2)
 	}
 	if k.set == SetLBSourceRanges {
-		e.Src = netip.PrefixFrom(addr(k.a2), int(k.bits))
+		e.Bits = k.bits
 	}
 	return e
 }
@@ -187,7 +200,7 @@ func (f *FakeFirewall) Replace(r *Ruleset) error {
 func checkOverlap(ranges map[elemKey]bool, gone []Element, e Element) error {
 	for k := range ranges {
 		o := k.elem()
-		if o.Addr == e.Addr && o.Proto == e.Proto && o.Port == e.Port && o.Src != e.Src && o.Src.Overlaps(e.Src) &&
+		if o.Addr == e.Addr && o.Proto == e.Proto && o.Port == e.Port && o.Src() != e.Src() && o.Src().Overlaps(e.Src()) &&
 			!slices.Contains(gone, o) {
 			return fmt.Errorf("add element %s: overlaps %s", e, o)
 		}
@@ -222,7 +235,7 @@ func (f *FakeFirewall) Update(add, del []Element) error {
 			return err
 		}
 		for _, a := range added {
-			if a.Addr == e.Addr && a.Proto == e.Proto && a.Port == e.Port && a.Src != e.Src && a.Src.Overlaps(e.Src) {
+			if a.Addr == e.Addr && a.Proto == e.Proto && a.Port == e.Port && a.Src() != e.Src() && a.Src().Overlaps(e.Src()) {
 				return fmt.Errorf("add element %s: overlaps %s", e, a)
 			}
 		}
@@ -315,7 +328,7 @@ func (f *FakeFirewall) Packet(src, dst netip.Addr, port uint16, local bool, endp
 func (f *FakeFirewall) sourceAllowed(src, dst netip.Addr, proto uint8, port uint16) bool {
 	for k := range f.ranges {
 		e := k.elem()
-		if e.Addr == dst && e.Proto == proto && e.Port == port && e.Src.Contains(src) {
+		if e.Addr == dst && e.Proto == proto && e.Port == port && e.Src().Contains(src) {
 			return true
 		}
 	}

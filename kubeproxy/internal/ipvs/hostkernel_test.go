@@ -862,7 +862,7 @@ func testLoadBalancerSourceRanges(t *testing.T, f lbFamily) {
 		}
 		reaches(t, client, outside, lbAddr)
 		// What the merge avoids: the kernel refuses the overlapping element.
-		e := Element{Set: SetLBSourceRanges, Addr: lbIP, Proto: unix.IPPROTO_TCP, Port: 80, Src: netip.MustParsePrefix(f.narrow[0])}
+		e := sourceRange(lbIP, unix.IPPROTO_TCP, 80, netip.MustParsePrefix(f.narrow[0]))
 		if err := nft.Update([]Element{e}, nil); err == nil {
 			t.Error("the kernel accepted an overlapping range element; merging would be unnecessary")
 		}

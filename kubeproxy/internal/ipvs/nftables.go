@@ -116,11 +116,8 @@ func key(e Element) []byte {
 	b = append(b, e.Proto, 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, e.Port)
 	b = append(b, 0, 0)
-	switch e.Set {
-	case SetHairpin:
+	if e.Set == SetHairpin || e.Set == SetLBSourceRanges {
 		b = append(b, e.Addr2.AsSlice()...)
-	case SetLBSourceRanges:
-		b = append(b, e.Src.Masked().Addr().AsSlice()...)
 	}
 	return b
 }
@@ -132,7 +129,7 @@ func keyEnd(e Element) []byte {
 		return nil
 	}
 	b := key(e)
-	last := lastAddr(e.Src.Masked()).AsSlice()
+	last := lastAddr(e.Src()).AsSlice()
 	copy(b[len(b)-len(last):], last)
 	return b
 }

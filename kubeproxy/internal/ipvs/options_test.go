@@ -102,7 +102,7 @@ func TestSourceRangeElements(t *testing.T) {
 			for _, e := range elems {
 				switch e.Set {
 				case SetLBSourceRanges:
-					got = append(got, e.Src.String())
+					got = append(got, e.Src().String())
 				case SetLBFirewall:
 					fw++
 				}
@@ -123,8 +123,8 @@ func TestSourceRangeElements(t *testing.T) {
 
 func TestElementKeyRoundTrip(t *testing.T) {
 	for _, e := range []Element{
-		{Set: SetLBSourceRanges, Addr: netip.MustParseAddr("203.0.113.10"), Proto: unix.IPPROTO_TCP, Port: 80, Src: netip.MustParsePrefix("10.0.0.0/8")},
-		{Set: SetLBSourceRanges, Addr: netip.MustParseAddr("fd00::10"), Proto: unix.IPPROTO_UDP, Port: 53, Src: netip.MustParsePrefix("fd00:1::/64")},
+		sourceRange(netip.MustParseAddr("203.0.113.10"), unix.IPPROTO_TCP, 80, netip.MustParsePrefix("10.0.0.0/8")),
+		sourceRange(netip.MustParseAddr("fd00::10"), unix.IPPROTO_UDP, 53, netip.MustParsePrefix("fd00:1::/64")),
 		{Set: SetHairpin, Addr: netip.MustParseAddr("10.244.1.1"), Proto: unix.IPPROTO_TCP, Port: 8080, Addr2: netip.MustParseAddr("10.244.1.1")},
 	} {
 		if got := e.key().elem(); got != e {
@@ -259,7 +259,7 @@ func TestConflictingSourceRanges(t *testing.T) {
 	t.Run("the fake refuses overlaps like the kernel", func(t *testing.T) {
 		fw := NewFakeFirewall()
 		e := func(p string) Element {
-			return Element{Set: SetLBSourceRanges, Addr: lbIP, Proto: unix.IPPROTO_TCP, Port: 80, Src: netip.MustParsePrefix(p)}
+			return sourceRange(lbIP, unix.IPPROTO_TCP, 80, netip.MustParsePrefix(p))
 		}
 		if err := fw.Replace(&Ruleset{Elements: []Element{e("10.0.0.0/8"), e("10.1.0.0/16")}}); err == nil {
 			t.Fatal("Replace accepted overlapping ranges")
