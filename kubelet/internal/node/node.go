@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/kubenode/kubenode/kubelet/internal/eviction"
 )
 
 // Health reports the kubelet's own readiness: nil when ready, else why not.
@@ -45,6 +47,9 @@ type Config struct {
 	// LeaseDuration is the Lease's duration; it is renewed every quarter of it.
 	LeaseDuration time.Duration
 	KubeletPort   int32
+	// Pressure returns the pressure conditions that are on (MemoryPressure, DiskPressure,
+	// PIDPressure; the eviction manager's); nil reports none.
+	Pressure func() []v1.NodeConditionType
 }
 
 // Controller keeps the Node and its Lease.
@@ -205,12 +210,22 @@ func (c *Controller) status(ctx context.Context, old *v1.NodeStatus) v1.NodeStat
 			ready = v1.NodeCondition{Type: v1.NodeReady, Status: v1.ConditionFalse, Reason: "KubeletNotReady", Message: err.Error()}
 		}
 	}
-	conds := []v1.NodeCondition{
-		{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory", Message: "kubelet has sufficient memory available"},
-		{Type: v1.NodeDiskPressure, Status: v1.ConditionFalse, Reason: "KubeletHasNoDiskPressure", Message: "kubelet has no disk pressure"},
-		{Type: v1.NodePIDPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientPID", Message: "kubelet has sufficient PID available"},
-		ready,
+	on := map[v1.NodeConditionType]bool{}
+	if c.cfg.Pressure != nil {
+		for _, t := range c.cfg.Pressure() {
+			on[t] = true
+		}
 	}
+	var conds []v1.NodeCondition
+	for _, t := range []v1.NodeConditionType{v1.NodeMemoryPressure, v1.NodeDiskPressure, v1.NodePIDPressure} {
+		cond := v1.NodeCondition{Type: t, Status: v1.ConditionFalse}
+		if on[t] {
+			cond.Status = v1.ConditionTrue
+		}
+		cond.Reason, cond.Message = eviction.ConditionMessages(t, on[t])
+		conds = append(conds, cond)
+	}
+	conds = append(conds, ready)
 	for i := range conds {
 		conds[i].LastHeartbeatTime = now
 		conds[i].LastTransitionTime = now

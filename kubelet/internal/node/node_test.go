@@ -195,3 +195,62 @@ func TestReadMachine(t *testing.T) {
 		t.Fatal("missing meminfo accepted")
 	}
 }
+
+func TestPressureConditions(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewSimpleClientset()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var pressure []v1.NodeConditionType
+	c, err := New(Config{Name: "node-1", Pressure: func() []v1.NodeConditionType { return pressure }},
+		client, nil, func() time.Time { return now }, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get := func() map[v1.NodeConditionType]v1.NodeCondition {
+		n, err := client.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[v1.NodeConditionType]v1.NodeCondition{}
+		for _, c := range n.Status.Conditions {
+			out[c.Type] = c
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		on     []v1.NodeConditionType
+		status map[v1.NodeConditionType]v1.ConditionStatus
+		reason map[v1.NodeConditionType]string
+	}{
+		{"no pressure", nil,
+			map[v1.NodeConditionType]v1.ConditionStatus{v1.NodeMemoryPressure: v1.ConditionFalse, v1.NodeDiskPressure: v1.ConditionFalse, v1.NodePIDPressure: v1.ConditionFalse},
+			map[v1.NodeConditionType]string{v1.NodeMemoryPressure: "KubeletHasSufficientMemory", v1.NodeDiskPressure: "KubeletHasNoDiskPressure", v1.NodePIDPressure: "KubeletHasSufficientPID"}},
+		{"memory and disk", []v1.NodeConditionType{v1.NodeDiskPressure, v1.NodeMemoryPressure},
+			map[v1.NodeConditionType]v1.ConditionStatus{v1.NodeMemoryPressure: v1.ConditionTrue, v1.NodeDiskPressure: v1.ConditionTrue, v1.NodePIDPressure: v1.ConditionFalse},
+			map[v1.NodeConditionType]string{v1.NodeMemoryPressure: "KubeletHasInsufficientMemory", v1.NodeDiskPressure: "KubeletHasDiskPressure", v1.NodePIDPressure: "KubeletHasSufficientPID"}},
+		{"pids", []v1.NodeConditionType{v1.NodePIDPressure},
+			map[v1.NodeConditionType]v1.ConditionStatus{v1.NodeMemoryPressure: v1.ConditionFalse, v1.NodeDiskPressure: v1.ConditionFalse, v1.NodePIDPressure: v1.ConditionTrue},
+			map[v1.NodeConditionType]string{v1.NodeMemoryPressure: "KubeletHasSufficientMemory", v1.NodeDiskPressure: "KubeletHasNoDiskPressure", v1.NodePIDPressure: "KubeletHasInsufficientPID"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pressure = tc.on
+			now = now.Add(time.Minute)
+			if err := c.SyncStatus(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := get()
+			for typ, st := range tc.status {
+				if got[typ].Status != st || got[typ].Reason != tc.reason[typ] {
+					t.Errorf("%s = %s/%s, want %s/%s", typ, got[typ].Status, got[typ].Reason, st, tc.reason[typ])
+				}
+			}
+			if got[v1.NodeReady].Status != v1.ConditionTrue {
+				t.Errorf("Ready = %+v", got[v1.NodeReady])
+			}
+		})
+	}
+}
