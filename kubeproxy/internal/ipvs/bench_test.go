@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	proxyv1alpha1 "github.com/kubenode/kubenode/api/kubeproxy/v1alpha1"
+	"github.com/kubenode/kubenode/kubeproxy/internal/gcpolicy"
 	"github.com/kubenode/kubenode/kubeproxy/internal/plan"
 	"go.uber.org/zap"
 )
@@ -85,6 +87,7 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // sync into an empty kernel, a full resync with nothing changed, and a
 // partial sync after one service's endpoints changed.
 //
+// It runs with kube-proxy's default GC policy (gcpolicy), like the binary.
 // Memory, after the last full sync: rss-MiB is the whole benchmark
 // process's resident set (test binary, the plan, the backend, and the
 // in-memory kernel when there is one, with the Go heap's GC headroom over
@@ -95,6 +98,10 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // have (newBackend's second result measures it; nil on a real kernel).
 func benchSync(b *testing.B, n int, newBackend func(b *testing.B) (*Backend, func() uint64)) {
 	ctx := context.Background()
+	// kube-proxy's GC policy, as the binary applies it (a set GOGC wins).
+	var cfg proxyv1alpha1.KubeProxyConfiguration
+	proxyv1alpha1.SetDefaults(&cfg)
+	gcpolicy.Apply(int(*cfg.GCPercent), os.Getenv)
 	heap0 := liveHeap()
 	p := scalePlan(n, 10)
 	planHeap := liveHeap() - heap0
