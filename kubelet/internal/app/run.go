@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -25,6 +26,8 @@ import (
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubelet/internal/admission"
 	"github.com/kubenode/kubenode/kubelet/internal/cm"
+	"github.com/kubenode/kubenode/kubelet/internal/eviction"
+	"github.com/kubenode/kubenode/kubelet/internal/imagegc"
 	"github.com/kubenode/kubenode/kubelet/internal/node"
 	"github.com/kubenode/kubenode/kubelet/internal/plan"
 	"github.com/kubenode/kubenode/kubelet/internal/pleg"
@@ -125,6 +128,10 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		return err
 	}
 	allocatable := node.Allocatable(capacity, sysRes, kubeRes, evRes)
+	thresholds, err := eviction.ParseThresholds(cfg.EvictionHard)
+	if err != nil {
+		return err
+	}
 	hostIPs, err := nodeIPs(o)
 	if err != nil {
 		return err
@@ -182,9 +189,15 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		}
 	}, log.Named("probe"))
 	adm := &admitter{pods: pods, node: admission.Node{Name: nodeName, Labels: nodeLabels, Allocatable: allocatable}}
+	// Evicted pods read as Failed/Evicted with the eviction's grace, so the ordinary sync kills them.
+	evictions := eviction.NewEvictions(pods, func(uid types.UID) {
+		if workers != nil {
+			workers.Trigger(uid)
+		}
+	}, nil)
 	podCache := pleg.NewCache()
 	syncer, err := podsync.New(podsync.Deps{
-		Pods: pods, Runtime: rt, Cache: podCache, Images: runtime.NewParallelPuller(is, api, time.Now, runtime.MaxParallelPulls(cfg.SerializeImagePulls, cfg.MaxParallelImagePulls)), Objects: api,
+		Pods: evictions, Runtime: rt, Cache: podCache, Images: runtime.NewParallelPuller(is, api, time.Now, runtime.MaxParallelPulls(cfg.SerializeImagePulls, cfg.MaxParallelImagePulls)), Objects: api,
 		Volumes: vols, Cgroups: cgroups, Services: serviceEnv, Probes: probes, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
 		Node: podsync.Node{
 			Name: nodeName, HostIPs: hostIPs, Allocatable: allocatable, RuntimeName: rtName,
@@ -205,6 +218,39 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		return err
 	}
 	adm.syncer = syncer
+	imageGC, err := imagegc.New(imagegc.Config{
+		Policy: imagegc.Policy{
+			HighPercent: int(*cfg.ImageGCHighThresholdPercent), LowPercent: int(*cfg.ImageGCLowThresholdPercent),
+			MinAge: cfg.ImageMinimumGCAge.Duration,
+		},
+		SandboxImage: imagegc.SandboxImage(ctx, rs.Status),
+	}, is, rs, statfs, time.Now, log.Named("imagegc"))
+	if err != nil {
+		return err
+	}
+	evictionMgr, err := eviction.New(eviction.Config{
+		Thresholds: thresholds, TransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration,
+		// Upstream's hard eviction: a 1 s grace whatever the pod asks for.
+		Grace: 1,
+	}, eviction.Deps{
+		Observer: eviction.NodeObserver{RootDir: rootDir, ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", MemoryCapacity: machine.MemoryBytes, ImageFs: imageGC.ImageFs},
+		Stats:    rs,
+		ActivePods: func() []*v1.Pod {
+			var out []*v1.Pod
+			for _, p := range pods.List() {
+				if syncer.Admitted(p.UID) && p.DeletionTimestamp == nil && !evictions.Evicted(p.UID) &&
+					p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed {
+					out = append(out, p)
+				}
+			}
+			return out
+		},
+		Reclaimer: imageGC, Killer: evictions, Recorder: recorder, Log: log.Named("eviction"),
+	})
+	if err != nil {
+		return err
+	}
+	adm.pressure = evictionMgr
 	workers = podworkers.New(syncer, cfg.SyncFrequency.Duration, log.Named("podworkers"))
 	relist := pleg.New(rt, podCache, time.Second, 3*time.Minute, workers.Trigger, time.Now, log.Named("pleg"))
 
@@ -281,6 +327,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 				KubeletVersion: version.Get(Component).Version, RuntimeVersion: rtName + "://" + rtVersion,
 				UpdateFrequency: cfg.NodeStatusUpdateFrequency.Duration, ReportFrequency: cfg.NodeStatusReportFrequency.Duration,
 				LeaseDuration: time.Duration(cfg.NodeLeaseDurationSeconds) * time.Second, KubeletPort: cfg.Port,
+				Pressure: evictionMgr.Conditions,
 			}, client, runtimeHealth, time.Now, log.Named("node"))
 			if err != nil {
 				return err
@@ -325,6 +372,9 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		}
 	}
 	goRun(relist.Run)
+	// Eviction ranks the admitted pods: it starts once the API's pods are known.
+	goRun(evictionMgr.Run)
+	goRun(imageGC.Run)
 	log.Info("kubelet started", zap.Strings("nodeIPs", hostIPs), zap.Int("adoptedPods", len(existing)))
 
 	select {
@@ -383,12 +433,19 @@ func eventRecorder(client kubernetes.Interface, nodeName string) (record.EventRe
 
 // admitter applies admission against the pods already admitted and still active.
 type admitter struct {
-	pods   *podsource.Manager
-	syncer *podsync.Syncer
-	node   admission.Node
+	pods     *podsource.Manager
+	syncer   *podsync.Syncer
+	node     admission.Node
+	pressure *eviction.Manager
 }
 
 func (a *admitter) Admit(pod *v1.Pod) *status.Rejection {
+	// Node pressure first, as upstream's eviction admit handler comes before resource fit.
+	if a.pressure != nil {
+		if rej := a.pressure.Admit(pod); rej != nil {
+			return rej
+		}
+	}
 	var active []*v1.Pod
 	for _, p := range a.pods.List() {
 		if p.UID == pod.UID || !a.syncer.Admitted(p.UID) || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
@@ -397,4 +454,13 @@ func (a *admitter) Admit(pod *v1.Pod) *status.Rejection {
 		active = append(active, p)
 	}
 	return admission.Admit(pod, a.node, active)
+}
+
+// statfs returns a filesystem's size and the bytes available to unprivileged users.
+func statfs(path string) (capacity, available uint64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
 }

@@ -419,3 +419,5 @@ func TestManagerReclaimsBeforeEvicting(t *testing.T) {
 type killerFunc func(*v1.Pod)
 
 func (f killerFunc) Evict(p *v1.Pod, _ int64, _ string) { f(p) }
+
+func (f killerFunc) Forget() {}

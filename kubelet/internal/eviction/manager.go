@@ -27,6 +27,8 @@ type Reclaimer interface {
 // Killer stops an evicted pod through the pod workers (Evictions).
 type Killer interface {
 	Evict(pod *v1.Pod, grace int64, message string)
+	// Forget drops what it keeps about pods that are gone.
+	Forget()
 }
 
 // Config configures the manager.
@@ -123,6 +125,7 @@ func (m *Manager) Admit(pod *v1.Pod) *status.Rejection {
 // Synchronize is one pass: observe, update the conditions, reclaim or evict one pod. It returns
 // the evicted pod, if any.
 func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
+	m.d.Killer.Forget()
 	obs, err := m.d.Observer.Observe(ctx)
 	if err != nil {
 		m.d.Log.Warn("eviction signals", zap.Error(err))
