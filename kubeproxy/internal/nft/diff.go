@@ -212,6 +212,15 @@ func (ks *kernelState) addElem(e elem) {
 	ks.elems[ks.hs.id(e.set, e.key)] = ks.hs.val(e)&^0xff | uint64(idx)
 }
 
+// addRaw records one dumped element of set.
+func (ks *kernelState) addRaw(set string, r rawElem) {
+	idx, ok := ks.setIndex[set]
+	if !ok {
+		return
+	}
+	ks.elems[ks.hs.idRaw(set, r)] = ks.hs.valRaw(r)&^0xff | uint64(idx)
+}
+
 // lookup returns the fingerprinted element's value and whether it exists.
 func (ks *kernelState) lookup(id uint64) (val uint64, ok bool) {
 	v, ok := ks.elems[id]

@@ -150,6 +150,27 @@ func (hs hasher) val(e elem) uint64 {
 	return h.Sum64()
 }
 
+// idRaw and valRaw are id and val of a dumped element, from its bytes
+// (the same fingerprints; nothing is copied).
+func (hs hasher) idRaw(set string, r rawElem) uint64 {
+	var h maphash.Hash
+	h.SetSeed(hs.seed)
+	h.WriteString(set)
+	h.WriteByte(0)
+	h.Write(r.key)
+	return h.Sum64()
+}
+
+func (hs hasher) valRaw(r rawElem) uint64 {
+	var h maphash.Hash
+	h.SetSeed(hs.seed)
+	h.WriteByte(byte(r.verdict))
+	h.Write(r.chain)
+	h.WriteByte(0)
+	h.Write(r.data)
+	return h.Sum64()
+}
+
 // setKind describes one of our named sets so the kernel side can create it.
 type setKind struct {
 	name    string

@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -356,85 +355,38 @@ func (k *netlinkKernel) read(ks *kernelState) error {
 	for _, s := range existing {
 		have[s.Name] = true
 	}
+	raw, err := k.rawConn()
+	if err != nil {
+		return err
+	}
 	for _, sk := range k.kinds {
 		if sk.dynamic || !have[sk.name] {
 			continue
 		}
-		es, err := k.readKind(c, sk)
-		if err != nil {
+		if err := dumpElems(raw, k.table.Name, sk, func(r rawElem) { ks.addRaw(sk.name, r) }); err != nil {
+			k.closeRaw()
 			return err
-		}
-		for _, e := range es {
-			ks.addElem(e)
 		}
 	}
 	return nil
 }
 
-func (k *netlinkKernel) readKind(c *nftables.Conn, sk setKind) ([]elem, error) {
-	got, err := c.GetSetElements(k.sets[sk.name])
-	if err != nil {
-		k.close()
-		return nil, fmt.Errorf("list elements of %s: %w", sk.name, err)
-	}
-	es := make([]elem, 0, len(got))
-	for _, se := range got {
-		e, err := fromSetElement(sk, se)
-		if err != nil {
-			return nil, fmt.Errorf("set %s: %w", sk.name, err)
-		}
-		es = append(es, e)
-	}
-	return es, nil
-}
-
 func (k *netlinkKernel) readElems(set string) ([]elem, error) {
-	c, err := k.connect()
+	raw, err := k.rawConn()
 	if err != nil {
 		return nil, err
 	}
 	for _, sk := range k.kinds {
 		if sk.name == set {
-			return k.readKind(c, sk)
+			var out []elem
+			if err := dumpElems(raw, k.table.Name, sk, func(r rawElem) { out = append(out, r.elem(set)) }); err != nil {
+				k.closeRaw()
+				return nil, err
+			}
+			return out, nil
 		}
 	}
 	return nil, fmt.Errorf("unknown set %q", set)
-}
-
-func fromSetElement(sk setKind, se nftables.SetElement) (elem, error) {
-	e := elem{set: sk.name, key: string(se.Key)}
-	switch {
-	case sk.verdict:
-		ad, err := netlink.NewAttributeDecoder(se.Val)
-		if err != nil {
-			return e, fmt.Errorf("decode verdict: %w", err)
-		}
-		ad.ByteOrder = binary.BigEndian
-		var code int32
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.NFTA_VERDICT_CODE:
-				code = int32(ad.Uint32())
-			case unix.NFTA_VERDICT_CHAIN:
-				e.chain = ad.String()
-			}
-		}
-		if err := ad.Err(); err != nil {
-			return e, fmt.Errorf("decode verdict: %w", err)
-		}
-		switch code {
-		case unix.NFT_GOTO:
-			e.verdict = verdictGoto
-		case nfDrop:
-			e.verdict = verdictDrop
-		default:
-			// Something we never write: keep it distinct so it is replaced.
-			e.verdict = verdict(255)
-		}
-	case sk.dataType != nil:
-		e.data = string(se.Val)
-	}
-	return e, nil
 }
 
 // Rendering: our rule vocabulary -> nftables expressions.
