@@ -205,7 +205,8 @@ func (b *Backend) fullSync(p *plan.Plan) (int, error) {
 		if err := b.k.apply(t); err != nil {
 			return fmt.Errorf("nft full sync of %d services: %w", len(p.Services), err)
 		}
-		t = &tx{}
+		// The next chunk reuses the slices: the kernel has the bytes.
+		t = &tx{addChains: t.addChains[:0], setRules: t.setRules[:0], delElems: t.delElems[:0], addElems: t.addElems[:0], delChains: t.delChains[:0]}
 		return nil
 	}
 	for _, name := range p.Names() {

@@ -144,7 +144,9 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 		return id
 	}
 
-	var o objects
+	// Most services are an address element and a select and a hairpin
+	// element per endpoint: sized once, not grown.
+	o := objects{elems: make([]elem, 0, 4+2*(len(s.ClusterEndpoints)+len(s.ExternalEndpoints)))}
 	n := s.Name
 	affinity := s.AffinityTimeout > 0
 	epChains := map[string]bool{}
