@@ -320,8 +320,12 @@ func Message(t Threshold, o Observation, p PodUsage) string {
 	if res == "inodes" || res == "pids" {
 		format = resource.DecimalSI
 	}
-	msg += fmt.Sprintf("Threshold quantity: %s, available: %s. ",
-		resource.NewQuantity(t.Value(o.Capacity), format).String(), resource.NewQuantity(o.Available, format).String())
+	// A quantity threshold reads as configured; a percentage as its value at this capacity.
+	q := resource.NewQuantity(t.Value(o.Capacity), format)
+	if t.Quantity != nil {
+		q = t.Quantity
+	}
+	msg += fmt.Sprintf("Threshold quantity: %s, available: %s. ", q.String(), resource.NewQuantity(o.Available, format).String())
 	if res != v1.ResourceMemory && res != v1.ResourceEphemeralStorage {
 		return msg
 	}

@@ -65,6 +65,7 @@ type Manager struct {
 	mu         sync.Mutex
 	pressure   Pressure
 	conditions []v1.NodeConditionType
+	lastWarn   time.Time // Synchronize runs on one goroutine
 }
 
 // New returns a manager; Run starts the loop.
@@ -127,10 +128,16 @@ func (m *Manager) Admit(pod *v1.Pod) *status.Rejection {
 func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 	m.d.Killer.Forget()
 	obs, err := m.d.Observer.Observe(ctx)
-	if err != nil {
-		m.d.Log.Warn("eviction signals", zap.Error(err))
-	}
 	now := m.d.Now()
+	if err != nil {
+		// An unreadable signal stays unreadable: warn every few minutes, not every pass.
+		if now.Sub(m.lastWarn) >= 5*time.Minute {
+			m.d.Log.Warn("eviction signals", zap.Error(err))
+			m.lastWarn = now
+		} else {
+			m.d.Log.Debug("eviction signals", zap.Error(err))
+		}
+	}
 	met := Met(m.cfg.Thresholds, obs)
 	m.mu.Lock()
 	conds := m.pressure.Update(met, now, m.cfg.TransitionPeriod)

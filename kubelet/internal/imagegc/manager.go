@@ -37,6 +37,9 @@ type Config struct {
 	Period time.Duration
 }
 
+// warnEvery is how often a collection that keeps failing is logged as a warning.
+const warnEvery = 5 * time.Minute
+
 // Manager tracks when images were first seen and last used, and removes unused ones.
 type Manager struct {
 	cfg        Config
@@ -80,9 +83,16 @@ func New(cfg Config, images Images, containers Containers, stat FsStat, now func
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.Period)
 	defer t.Stop()
+	var lastWarn time.Time
 	for {
 		if err := m.GarbageCollect(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("image garbage collection failed", zap.Error(err))
+			// A disk that stays full fails every pass: say so every few minutes, not every 10 s.
+			if now := m.now(); now.Sub(lastWarn) >= warnEvery {
+				m.log.Warn("image garbage collection failed", zap.Error(err))
+				lastWarn = now
+			} else {
+				m.log.Debug("image garbage collection failed", zap.Error(err))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -129,7 +139,7 @@ func (m *Manager) GarbageCollect(ctx context.Context) error {
 	if want == 0 {
 		return nil
 	}
-	m.log.Info("image filesystem above imageGCHighThresholdPercent; removing unused images",
+	m.log.Debug("image filesystem above imageGCHighThresholdPercent; removing unused images",
 		zap.Int("highPercent", m.cfg.Policy.HighPercent), zap.Int("lowPercent", m.cfg.Policy.LowPercent), zap.Uint64("bytesToFree", want))
 	freed, err := m.remove(ctx, Select(unused, now, m.cfg.Policy.MinAge, want))
 	if err != nil {
