@@ -155,7 +155,8 @@ func TestEvictionAndImageGC(t *testing.T) {
 		if gp := n.getPod(t, ns, "guaranteed"); gp.Status.Phase == v1.PodFailed {
 			t.Errorf("the Guaranteed pod was evicted first or together with the BestEffort one: %s %q", gp.Status.Reason, gp.Status.Message)
 		}
-		wantPrefix := fmt.Sprintf("The node was low on resource: memory. Threshold quantity: %s, available: ", resource.MustParse(strconv.FormatInt(threshold, 10)).String())
+		tq := resource.MustParse(strconv.FormatInt(threshold, 10))
+		wantPrefix := fmt.Sprintf("The node was low on resource: memory. Threshold quantity: %s, available: ", tq.String())
 		if !strings.HasPrefix(p.Status.Message, wantPrefix) {
 			t.Errorf("message %q, want prefix %q", p.Status.Message, wantPrefix)
 		}
