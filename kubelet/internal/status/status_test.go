@@ -2,13 +2,22 @@ package status
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubenode/kubenode/kubelet/internal/plan"
@@ -275,5 +284,67 @@ func TestManagerPatchesOnlyChanges(t *testing.T) {
 	got, _ = client.CoreV1().Pods("ns").Get(ctx, "p", metav1.GetOptions{})
 	if got.Status.InitContainerStatuses[0].State.Terminated == nil {
 		t.Fatalf("init container status not patched: %+v", got.Status.InitContainerStatuses)
+	}
+}
+
+// A burst of pod starts must not queue each pod's status behind every other pod's patch: the
+// patches of different pods go out together. (An HTTP server stands in for the API server: the
+// fake clientset runs one reaction at a time.)
+func TestManagerPatchesPodsInParallel(t *testing.T) {
+	const pods, together = 8, 4
+	var mu sync.Mutex
+	inflight, maxInflight := 0, 0
+	patched := map[string]bool{}
+	arrived := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPatch || !strings.HasSuffix(r.URL.Path, "/status") {
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
+			return
+		}
+		name := strings.Split(r.URL.Path, "/")[6] // /api/v1/namespaces/ns/pods/NAME/status
+		mu.Lock()
+		inflight++
+		maxInflight = max(maxInflight, inflight)
+		if inflight == together {
+			once.Do(func() { close(arrived) })
+		}
+		mu.Unlock()
+		// Hold each patch until `together` are in flight, or give up after a while as a
+		// one-at-a-time sender would make it.
+		select {
+		case <-arrived:
+		case <-time.After(2 * time.Second):
+		}
+		mu.Lock()
+		inflight--
+		patched[name] = true
+		mu.Unlock()
+		p := testPod(v1.RestartPolicyAlways)
+		p.Name = name
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(p)
+	}))
+	defer srv.Close()
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL, QPS: 1000, Burst: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(client, zap.NewNop())
+	for i := range pods {
+		p := testPod(v1.RestartPolicyAlways)
+		p.Name, p.UID = fmt.Sprintf("p%d", i), types.UID(fmt.Sprintf("u%d", i))
+		m.Set(p.UID, p, Build(Input{Pod: p, Runtime: state(true), Now: now}))
+	}
+	start := time.Now()
+	m.Flush(context.Background())
+	took := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if took > time.Second {
+		t.Errorf("flush of %d pods took %s with at most %d patches in flight", pods, took, maxInflight)
+	}
+	if len(patched) != pods {
+		t.Errorf("patched %d pods, want %d", len(patched), pods)
 	}
 }
