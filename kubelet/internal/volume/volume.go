@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -47,6 +48,9 @@ type Manager struct {
 	fields  FieldResolver
 	log     *zap.Logger
 	now     func() time.Time
+	// tokenRetry are the waits before asking again for a new pod's first token when the API
+	// server refused it as if the pod were not bound here yet.
+	tokenRetry []time.Duration
 
 	mu      sync.Mutex
 	tokens  map[string]*authv1.TokenRequest // key: pod uid/volume/audience
@@ -57,7 +61,8 @@ type Manager struct {
 func NewManager(root string, api API, fields FieldResolver, now func() time.Time, log *zap.Logger) *Manager {
 	return &Manager{
 		root: root, api: api, objects: newObjectCache(api, ObjectTTL, now), fields: fields, log: log, now: now,
-		tokens: map[string]*authv1.TokenRequest{}, written: map[string][sha256.Size]byte{},
+		tokenRetry: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond},
+		tokens:     map[string]*authv1.TokenRequest{}, written: map[string][sha256.Size]byte{},
 	}
 }
 
@@ -377,6 +382,18 @@ func (m *Manager) token(ctx context.Context, pod *v1.Pod, volName string, src *v
 		req.Spec.Audiences = []string{src.Audience}
 	}
 	tr, err := m.api.CreateToken(ctx, pod.Namespace, sa, req)
+	for i := 0; err != nil && cached == nil && i < len(m.tokenRetry) && notBoundYet(err); i++ {
+		// Right after a pod is bound the API server's node authorizer may not have seen the
+		// binding (forbidden: no relationship between node and pod), or its pod lookup lags
+		// (pod not found). Both pass within milliseconds: asking again here beats failing the
+		// whole sync and waiting for its retry.
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(m.tokenRetry[i]):
+		}
+		tr, err = m.api.CreateToken(ctx, pod.Namespace, sa, req)
+	}
 	if err != nil {
 		if cached != nil && cached.Status.ExpirationTimestamp.Time.After(now) {
 			m.log.Warn("token refresh failed; keeping the current token", zap.String("pod", pod.Namespace+"/"+pod.Name), zap.Error(err))
@@ -396,6 +413,12 @@ func (m *Manager) token(ctx context.Context, pod *v1.Pod, volName string, src *v
 }
 
 const issuedAnnotation = "kubenode.io/issued"
+
+// notBoundYet reports the errors a TokenRequest for a just-bound pod gets until the API
+// server's authorizer and pod lookup caught up.
+func notBoundYet(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsNotFound(err)
+}
 
 func needsRefresh(tr *authv1.TokenRequest, now time.Time) bool {
 	issued, err := time.Parse(time.RFC3339Nano, tr.Annotations[issuedAnnotation])

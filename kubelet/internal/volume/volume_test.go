@@ -13,8 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 func TestWriteAtomic(t *testing.T) {
@@ -80,7 +82,10 @@ type fakeAPI struct {
 	requests []*authv1.TokenRequest
 	sa       []string
 	fail     bool
-	now      *time.Time
+	// refuse is how many token requests fail the way they do before the API server saw the
+	// pod bound to the node.
+	refuse int
+	now    *time.Time
 }
 
 func (f *fakeAPI) ConfigMap(_ context.Context, ns, name string) (*v1.ConfigMap, error) {
@@ -97,6 +102,10 @@ func (f *fakeAPI) Secret(context.Context, string, string) (*v1.Secret, error) {
 func (f *fakeAPI) CreateToken(_ context.Context, ns, sa string, req *authv1.TokenRequest) (*authv1.TokenRequest, error) {
 	if f.fail {
 		return nil, errors.New("apiserver down")
+	}
+	if f.refuse > 0 {
+		f.refuse--
+		return nil, apierrors.NewForbidden(schema.GroupResource{Resource: "serviceaccounts/token"}, sa, errors.New("node: no relationship found between node 'n1' and this object"))
 	}
 	f.requests = append(f.requests, req)
 	f.sa = append(f.sa, ns+"/"+sa)
@@ -251,5 +260,35 @@ func TestMemoryEmptyDirIsTmpfs(t *testing.T) {
 	}
 	if _, err := os.Stat(m.PodDir(pod.UID)); !os.IsNotExist(err) {
 		t.Errorf("pod dir left: %v", err)
+	}
+}
+
+func TestTokenForJustBoundPod(t *testing.T) {
+	tests := []struct {
+		name     string
+		refuse   int
+		wantErr  bool
+		wantReqs int
+	}{
+		{name: "refused once while the authorizer catches up: asked again in the same setup", refuse: 1, wantReqs: 1},
+		{name: "refused as long as the retries last: the setup fails naming the cause", refuse: 3, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := clockNow
+			api := &fakeAPI{cms: map[string]*v1.ConfigMap{"team/kube-root-ca.crt": {Data: map[string]string{"ca.crt": "CA"}}}, now: &now, refuse: tc.refuse}
+			m := NewManager(t.TempDir(), api, fields, func() time.Time { return now }, zap.NewNop())
+			m.tokenRetry = []time.Duration{time.Millisecond, time.Millisecond}
+			_, err := m.Setup(context.Background(), kubeAPIAccessPod())
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "no relationship found") {
+					t.Fatalf("err = %v, want the API server's refusal", err)
+				}
+				return
+			}
+			if err != nil || len(api.requests) != tc.wantReqs {
+				t.Fatalf("err = %v with %d granted requests, want success", err, len(api.requests))
+			}
+		})
 	}
 }
