@@ -28,6 +28,7 @@ type executor struct {
 	pod          *v1.Pod
 	ref          *v1.Pod // object events are recorded on
 	rs           *runtime.PodState
+	vols         *pendingVolumes // nil: the pod is terminating, no volumes
 	volumes      map[string]string
 	cgroupParent string
 	log          *zap.Logger
@@ -61,7 +62,17 @@ func (e *executor) run(ctx context.Context, actions []plan.Action) error {
 		}
 	}
 	var errs []error
+	volumesReady := e.vols == nil
 	for _, a := range actions {
+		if !volumesReady && a.Kind != plan.CreateSandbox {
+			// Everything but the sandbox waits for the volumes; when they failed nothing more
+			// runs (the sync reports it and retries).
+			paths, err := e.vols.wait()
+			if err != nil {
+				return nil
+			}
+			e.volumes, volumesReady = paths, true
+		}
 		switch a.Kind {
 		case plan.KillPod:
 			if err := e.killPod(ctx, a.Grace); err != nil {

@@ -239,19 +239,21 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 	}
 
 	terminate := pod.DeletionTimestamp != nil || terminal(apiPod)
-	var volumes map[string]string
+	var vols *pendingVolumes
 	cgroupParent := ""
 	if !terminate {
-		volumes, err = s.d.Volumes.Setup(ctx, pod)
-		if err != nil {
-			log.Warn("volume setup failed", zap.Error(err))
-			s.d.Recorder.Event(ref, v1.EventTypeWarning, "FailedMount", err.Error())
-			s.report(uid, pod, apiPod, rs, plan.Result{}, nil)
-			return podworkers.Result{RequeueAfter: s.nextMountRetry(uid)}, nil
+		if hasReadySandbox(rs) {
+			vols = s.setupVolumes(ctx, pod)
+			if _, err := vols.wait(); err != nil {
+				return s.mountFailed(log, ref, pod, apiPod, rs, err), nil
+			}
+		} else {
+			// Only containers need the volumes: set them up (TokenRequest, ConfigMaps) while
+			// the runtime makes the sandbox, the longest step of a pod start. The executor
+			// waits for them before anything but the sandbox.
+			vols = s.setupVolumesAsync(ctx, pod)
+			defer vols.wait() // the sync never returns while its setup still runs
 		}
-		s.mu.Lock()
-		delete(s.mountRetry, uid)
-		s.mu.Unlock()
 		if s.d.Cgroups != nil {
 			cgroupParent, err = s.d.Cgroups.EnsurePod(pod)
 			if err != nil {
@@ -276,7 +278,7 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 		log.Debug("sync", zap.Stringers("actions", res.Actions))
 	}
 
-	ex := executor{s: s, pod: pod, ref: ref, rs: rs, volumes: volumes, cgroupParent: cgroupParent, log: log}
+	ex := executor{s: s, pod: pod, ref: ref, rs: rs, vols: vols, cgroupParent: cgroupParent, log: log}
 	rs2 := rs
 	var execErr error
 	if len(res.Actions) > 0 {
@@ -285,6 +287,15 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 		// Report what the runtime has now; the next sync starts from this listing too.
 		if st, err := s.listPod(ctx, uid); err == nil {
 			rs2 = st
+		}
+	}
+	if execErr == nil && vols != nil {
+		if _, err := vols.wait(); err != nil {
+			// Nothing past the sandbox ran: as if this sync had not planned, back-off included.
+			s.mu.Lock()
+			s.backoff[uid] = bo
+			s.mu.Unlock()
+			return s.mountFailed(log, ref, pod, apiPod, rs2, err), nil
 		}
 	}
 	s.syncProbes(ctx, pod, rs2, terminate)
@@ -454,6 +465,65 @@ func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.P
 	delete(s.mountRetry, uid)
 	s.mu.Unlock()
 	return podworkers.Result{Finished: true}, nil
+}
+
+// pendingVolumes is a volume setup that may still run.
+type pendingVolumes struct {
+	done  chan struct{}
+	paths map[string]string
+	err   error
+}
+
+// wait returns the setup's host paths by volume name once it finished.
+func (p *pendingVolumes) wait() (map[string]string, error) {
+	<-p.done
+	return p.paths, p.err
+}
+
+func (s *Syncer) setupVolumes(ctx context.Context, pod *v1.Pod) *pendingVolumes {
+	p := &pendingVolumes{done: make(chan struct{})}
+	p.paths, p.err = s.d.Volumes.Setup(ctx, pod)
+	close(p.done)
+	s.volumesDone(pod.UID, p.err)
+	return p
+}
+
+func (s *Syncer) setupVolumesAsync(ctx context.Context, pod *v1.Pod) *pendingVolumes {
+	p := &pendingVolumes{done: make(chan struct{})}
+	go func() {
+		p.paths, p.err = s.d.Volumes.Setup(ctx, pod)
+		s.volumesDone(pod.UID, p.err)
+		close(p.done)
+	}()
+	return p
+}
+
+func (s *Syncer) volumesDone(uid types.UID, err error) {
+	if err == nil {
+		s.mu.Lock()
+		delete(s.mountRetry, uid)
+		s.mu.Unlock()
+	}
+}
+
+// mountFailed reports a failed volume setup and asks for a retry.
+func (s *Syncer) mountFailed(log *zap.Logger, ref, pod, apiPod *v1.Pod, rs *runtime.PodState, err error) podworkers.Result {
+	log.Warn("volume setup failed", zap.Error(err))
+	s.d.Recorder.Event(ref, v1.EventTypeWarning, "FailedMount", err.Error())
+	s.report(pod.UID, pod, apiPod, rs, plan.Result{}, nil)
+	return podworkers.Result{RequeueAfter: s.nextMountRetry(pod.UID)}
+}
+
+func hasReadySandbox(rs *runtime.PodState) bool {
+	if rs == nil {
+		return false
+	}
+	for _, sb := range rs.Observed.Sandboxes {
+		if sb.Ready {
+			return true
+		}
+	}
+	return false
 }
 
 // podState returns the pod's runtime state from the cache when it was observed after the pod's

@@ -3,6 +3,7 @@ package podsync
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -461,5 +462,111 @@ func TestSyncRetriesFailedMountSoonThenBacksOff(t *testing.T) {
 	}
 	if res.RequeueAfter != 200*time.Millisecond {
 		t.Errorf("after a success the first retry is %s, want 200ms again", res.RequeueAfter)
+	}
+}
+
+// slowVolumes finishes a new pod's volume setup only once the runtime has its sandbox, and
+// checks that no container was created before the volumes were there.
+type slowVolumes struct {
+	fakeVolumes
+	rs      *critest.FakeRuntimeService
+	fail    error
+	overlap bool // the sandbox appeared while the setup ran
+	early   bool // a container was created before the setup returned
+}
+
+func (v *slowVolumes) Setup(ctx context.Context, pod *v1.Pod) (map[string]string, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		v.rs.Lock()
+		n := len(v.rs.Sandboxes)
+		created := slices.Contains(v.rs.Called, "CreateContainer")
+		v.rs.Unlock()
+		v.early = v.early || created
+		if n > 0 {
+			v.overlap = true
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if v.fail != nil {
+		return nil, v.fail
+	}
+	return v.fakeVolumes.Setup(ctx, pod)
+}
+
+// A new pod's volumes (TokenRequest, ConfigMaps) are set up while the runtime makes its
+// sandbox; its containers still start only with the volumes in place.
+func TestSyncSetsUpVolumesWhileSandboxStarts(t *testing.T) {
+	tests := []struct {
+		name       string
+		fail       error
+		wantCreate bool
+		wantRetry  time.Duration
+	}{
+		{name: "volumes ready: containers start after them", wantCreate: true},
+		{name: "volumes fail: sandbox kept, no container, retried soon", fail: errors.New(`configmap "app" not found`), wantRetry: 200 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWithCache(t, nil, pleg.NewCache())
+			rec := record.NewFakeRecorder(100)
+			e.syncer.d.Recorder = rec
+			vols := &slowVolumes{rs: e.rs, fail: tc.fail}
+			e.syncer.d.Volumes = vols
+			p := newPod()
+			e.pods.pods[p.UID] = p
+			res, err := e.syncer.Sync(context.Background(), p.UID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !vols.overlap {
+				t.Error("the sandbox was not made while the volumes were set up")
+			}
+			if vols.early {
+				t.Error("a container was created before its volumes were set up")
+			}
+			calls := countCalls(e.rs.GetCalls(), "RunPodSandbox", "CreateContainer")
+			if calls["RunPodSandbox"] != 1 || (calls["CreateContainer"] > 0) != tc.wantCreate {
+				t.Errorf("runtime calls %v, want a sandbox and containers=%v", calls, tc.wantCreate)
+			}
+			if res.RequeueAfter != tc.wantRetry && tc.wantRetry != 0 {
+				t.Errorf("retry after %s, want %s", res.RequeueAfter, tc.wantRetry)
+			}
+			st := e.status.last[p.UID]
+			if tc.fail != nil {
+				var mount []string
+			drain:
+				for {
+					select {
+					case ev := <-rec.Events:
+						if strings.Contains(ev, "FailedMount") {
+							mount = append(mount, ev)
+						}
+					default:
+						break drain
+					}
+				}
+				if len(mount) != 1 || !strings.Contains(mount[0], `configmap "app" not found`) {
+					t.Errorf("FailedMount events %q", mount)
+				}
+				if st.Phase != v1.PodPending || st.ContainerStatuses[0].State.Waiting == nil {
+					t.Errorf("status %s %+v, want Pending with waiting containers", st.Phase, st.ContainerStatuses)
+				}
+				// Volumes fixed: the next sync starts the containers in the same sandbox.
+				vols.fail = nil
+				if _, err := e.syncer.Sync(context.Background(), p.UID); err != nil {
+					t.Fatal(err)
+				}
+				calls = countCalls(e.rs.GetCalls(), "RunPodSandbox", "CreateContainer")
+				if calls["RunPodSandbox"] != 1 || calls["CreateContainer"] != 2 {
+					t.Errorf("after the volumes recovered: runtime calls %v, want the one sandbox and 2 containers", calls)
+				}
+				st = e.status.last[p.UID]
+			}
+			if st.Phase != v1.PodRunning && tc.fail == nil {
+				t.Errorf("phase %s, want Running", st.Phase)
+			}
+		})
 	}
 }
