@@ -421,3 +421,59 @@ type killerFunc func(*v1.Pod)
 func (f killerFunc) Evict(p *v1.Pod, _ int64, _ string) { f(p) }
 
 func (f killerFunc) Forget() {}
+
+func TestEvictionsOverlay(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	deleting := pod("deleting", func(p *v1.Pod) {
+		p.DeletionTimestamp = &at
+		p.DeletionGracePeriodSeconds = ptr(int64(30))
+	})
+	done := pod("done", func(p *v1.Pod) { p.Status.Phase = v1.PodSucceeded })
+	running := pod("running", func(p *v1.Pod) {
+		p.Status.Phase = v1.PodRunning
+		p.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue}}
+	})
+	pods := fakePods{deleting.UID: deleting, done.UID: done, running.UID: running}
+	ev := NewEvictions(pods, func(types.UID) {}, func() metav1.Time { return at })
+	for _, p := range []*v1.Pod{deleting, done, running} {
+		ev.Evict(p, 1, "low on memory")
+	}
+	for _, tc := range []struct {
+		name   string
+		uid    types.UID
+		phase  v1.PodPhase
+		reason string
+		grace  int64
+	}{
+		{"running pod turns Failed/Evicted", running.UID, v1.PodFailed, "Evicted", 1},
+		{"a deletion's longer grace is cut to the eviction's", deleting.UID, v1.PodFailed, "Evicted", 1},
+		{"a pod that already finished keeps its ending", done.UID, v1.PodSucceeded, "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, api, ok := ev.Get(tc.uid)
+			if !ok || p != api {
+				t.Fatalf("Get = %v, %v, %v", p, api, ok)
+			}
+			if p.Status.Phase != tc.phase || p.Status.Reason != tc.reason || *p.Spec.TerminationGracePeriodSeconds != tc.grace {
+				t.Errorf("status %s/%s grace %d", p.Status.Phase, p.Status.Reason, *p.Spec.TerminationGracePeriodSeconds)
+			}
+			if p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds != tc.grace {
+				t.Errorf("deletion grace %d", *p.DeletionGracePeriodSeconds)
+			}
+		})
+	}
+	p, _, _ := ev.Get(running.UID)
+	var disrupted, ready bool
+	for _, c := range p.Status.Conditions {
+		disrupted = disrupted || c.Type == v1.DisruptionTarget && c.Status == v1.ConditionTrue && c.Reason == v1.PodReasonTerminationByKubelet && c.Message == "low on memory"
+		ready = ready || c.Type == v1.PodReady
+	}
+	if !disrupted || !ready {
+		t.Errorf("conditions %+v: want DisruptionTarget added and the others kept", p.Status.Conditions)
+	}
+	if _, _, ok := ev.Get("unknown"); ok {
+		t.Error("a pod the manager does not have appeared")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
