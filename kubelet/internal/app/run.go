@@ -306,6 +306,9 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		syncer.MarkAdmitted(uid)
 	}
 
+	// Pressure is known before the first pod is admitted (no pods are listed yet: nothing is
+	// evicted by this pass).
+	evictionMgr.Synchronize(ctx)
 	// Static pods start without the API server (it may be one of them). Workers only get the
 	// pods that are desired until the API's pods are listed.
 	goRun(workers.Run)
