@@ -182,7 +182,8 @@ func (b *Backend) Sync(ctx context.Context, p *plan.Plan, changed map[plan.Servi
 const fullChunk = 10000
 
 func (b *Backend) fullSync(p *plan.Plan) (int, error) {
-	ks := newKernelState(b.f, b.hs)
+	// The kernel should hold about what the model counts.
+	ks := newKernelState(b.f, b.hs, b.refs.m.len())
 	if err := b.k.read(ks); err != nil {
 		return 0, fmt.Errorf("nft full sync: read back: %w", err)
 	}

@@ -193,8 +193,9 @@ type kernelState struct {
 	setIndex map[string]uint8
 }
 
-func newKernelState(f fam, hs hasher) *kernelState {
-	ks := &kernelState{chains: map[string]bool{}, elems: map[uint64]uint64{}, hs: hs, setIndex: map[string]uint8{}}
+// newKernelState returns an empty state sized for about hint elements.
+func newKernelState(f fam, hs hasher, hint int) *kernelState {
+	ks := &kernelState{chains: map[string]bool{}, elems: make(map[uint64]uint64, hint), hs: hs, setIndex: map[string]uint8{}}
 	for _, sk := range f.sets() {
 		ks.setIndex[sk.name] = uint8(len(ks.sets))
 		ks.sets = append(ks.sets, sk.name)

@@ -70,7 +70,7 @@ func TestKernelReadBackMatchesWhatWasWritten(t *testing.T) {
 		}
 	}
 
-	ks := newKernelState(b.f, b.hs)
+	ks := newKernelState(b.f, b.hs, 0)
 	if err := b.k.read(ks); err != nil {
 		t.Fatal(err)
 	}
