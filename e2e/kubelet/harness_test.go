@@ -238,6 +238,10 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 			"maxContainerRestartPeriod":     "8s",
 		},
 		"failSwapOn": false,
+		// Like kind: a shared dev disk's free space must not put test nodes under disk pressure or
+		// let image GC remove the images the suites imported (the eviction suite sets its own).
+		"evictionHard":                map[string]string{"memory.available": "100Mi"},
+		"imageGCHighThresholdPercent": 100,
 	}
 	if tweak != nil {
 		tweak(cfg)

@@ -141,6 +141,10 @@ func (n *node) startKubelet(bin string, maxPods int, verbosity int, env ...strin
 		"cgroupRoot":               n.cgroupRoot,
 		"maxPods":                  maxPods,
 		"failSwapOn":               false,
+		// Like kind: a shared dev disk's free space must not put test nodes under disk pressure or
+		// let image GC remove the images the suites imported (the eviction suite sets its own).
+		"evictionHard":                map[string]string{"memory.available": "100Mi"},
+		"imageGCHighThresholdPercent": 100,
 	}
 	if verbosity > 0 {
 		cfg["logging"] = map[string]any{"verbosity": verbosity}

@@ -185,7 +185,11 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 		"cgroupRoot":                cgroupRoot,
 		"nodeStatusUpdateFrequency": "2s",
 		"failSwapOn":                false,
-		"crashLoopBackOff":          map[string]any{"initialContainerRestartPeriod": "1s", "maxContainerRestartPeriod": "2s"},
+		// Like kind: a shared dev disk's free space must not put test nodes under disk pressure or
+		// let image GC remove the images the suites imported (the eviction suite sets its own).
+		"evictionHard":                map[string]string{"memory.available": "100Mi"},
+		"imageGCHighThresholdPercent": 100,
+		"crashLoopBackOff":            map[string]any{"initialContainerRestartPeriod": "1s", "maxContainerRestartPeriod": "2s"},
 		"authentication": map[string]any{
 			"x509":    map[string]any{"clientCAFile": c.CACertFile()},
 			"webhook": map[string]any{"enabled": true, "cacheTTL": "10s"},

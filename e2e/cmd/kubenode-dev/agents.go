@@ -49,6 +49,10 @@ func agentProcesses(f nodeFacts) []procSpec {
 				"--client-ca-file=" + f.ClientCAFile,
 				// A dev VM may have swap; pods here do not set memory limits that depend on it.
 				"--fail-swap-on=false",
+				// Like kind: a dev machine's disk is shared with everything else on it, so its free
+				// space does not evict pods or garbage-collect the demo's images.
+				"--eviction-hard=memory.available<100Mi",
+				"--image-gc-high-threshold=100",
 			},
 		},
 		{

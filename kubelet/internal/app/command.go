@@ -76,6 +76,9 @@ type flagValues struct {
 	anonymousAuth                                   bool
 	authorizationMode                               string
 	nodeIP                                          string
+	evictionHard                                    string
+	parsedEviction                                  map[string]string
+	imageGCHigh, imageGCLow                         int32
 }
 
 func newCommand(runner runFunc) *cobra.Command {
@@ -112,6 +115,9 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 			}
 			o.NodeIPs = ips
 			if f.parsedTaints, err = parseTaints(f.taints); err != nil {
+				return err
+			}
+			if f.parsedEviction, err = parseEvictionHard(f.evictionHard); err != nil {
 				return err
 			}
 			cfg, warnings, err := kubeletconfig.LoadWithOverrides(o.ConfigFile, func(c *kubeletv1alpha1.KubeletConfiguration) error {
@@ -155,6 +161,11 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 	fs.StringVar(&f.cgroupRoot, "cgroup-root", kubeletv1alpha1.DefaultCgroupRoot, "cgroup under which pod cgroups are made [cgroupRoot]")
 	fs.BoolVar(&f.failSwapOn, "fail-swap-on", true, "refuse to start when swap is on [failSwapOn]")
 
+	fs = sections.Section("Resources")
+	fs.StringVar(&f.evictionHard, "eviction-hard", "", "hard eviction thresholds as upstream writes them, e.g. memory.available<100Mi,nodefs.available<10%; replaces the defaults [evictionHard]")
+	fs.Int32Var(&f.imageGCHigh, "image-gc-high-threshold", kubeletv1alpha1.DefaultImageGCHighThreshold, "image filesystem usage (percent) that starts image garbage collection; 100 disables it [imageGCHighThresholdPercent]")
+	fs.Int32Var(&f.imageGCLow, "image-gc-low-threshold", kubeletv1alpha1.DefaultImageGCLowThreshold, "usage (percent) image garbage collection frees down to [imageGCLowThresholdPercent]")
+
 	fs = sections.Section("Networking")
 	fs.StringSliceVar(&f.clusterDNS, "cluster-dns", nil, "IPs of the cluster DNS servers, comma-separated [clusterDNS]")
 	fs.StringVar(&f.clusterDomain, "cluster-domain", "", "cluster DNS domain, e.g. cluster.local [clusterDomain]")
@@ -194,6 +205,9 @@ func overrides(f *flagValues, logOpts *log.Options) config.Overrides[kubeletv1al
 		"cgroup-driver":              func(c *C) { c.CgroupDriver = f.cgroupDriver },
 		"cgroup-root":                func(c *C) { c.CgroupRoot = f.cgroupRoot },
 		"fail-swap-on":               func(c *C) { c.FailSwapOn = &f.failSwapOn },
+		"eviction-hard":              func(c *C) { c.EvictionHard = f.parsedEviction },
+		"image-gc-high-threshold":    func(c *C) { c.ImageGCHighThresholdPercent = &f.imageGCHigh },
+		"image-gc-low-threshold":     func(c *C) { c.ImageGCLowThresholdPercent = &f.imageGCLow },
 		"cluster-dns":                func(c *C) { c.ClusterDNS = f.clusterDNS },
 		"cluster-domain":             func(c *C) { c.ClusterDomain = f.clusterDomain },
 		"resolv-conf":                func(c *C) { c.ResolverConfig = &f.resolvConf },
@@ -250,6 +264,26 @@ func parseTaints(specs []string) ([]kubeletv1alpha1.Taint, error) {
 		}
 		key, value, _ := strings.Cut(kv, "=")
 		out = append(out, kubeletv1alpha1.Taint{Key: key, Value: value, Effect: effect})
+	}
+	return out, nil
+}
+
+// parseEvictionHard parses --eviction-hard in upstream's form: signal<quantity pairs separated by
+// commas ("memory.available<100Mi,nodefs.available<10%"). Values are checked with the config.
+func parseEvictionHard(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		signal, value, ok := strings.Cut(strings.TrimSpace(part), "<")
+		if !ok || signal == "" || value == "" {
+			return nil, fmt.Errorf("invalid --eviction-hard %q: %q is not signal<quantity (e.g. memory.available<100Mi)", s, part)
+		}
+		if _, dup := out[signal]; dup {
+			return nil, fmt.Errorf("invalid --eviction-hard %q: %s given twice", s, signal)
+		}
+		out[signal] = value
 	}
 	return out, nil
 }

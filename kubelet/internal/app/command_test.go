@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,12 @@ failSwapOn: true
 				t.Fatalf("taints = %+v", c.RegisterWithTaints)
 			}
 		}},
+		{"eviction and image GC flags", []string{"--eviction-hard=memory.available<200Mi,nodefs.available<0%", "--image-gc-high-threshold=100", "--image-gc-low-threshold=90"}, func(t *testing.T, _ *Options, c *kubeletv1alpha1.KubeletConfiguration) {
+			want := map[string]string{"memory.available": "200Mi", "nodefs.available": "0%"}
+			if !maps.Equal(c.EvictionHard, want) || *c.ImageGCHighThresholdPercent != 100 || *c.ImageGCLowThresholdPercent != 90 {
+				t.Fatalf("got evictionHard %v imageGC %d/%d", c.EvictionHard, *c.ImageGCHighThresholdPercent, *c.ImageGCLowThresholdPercent)
+			}
+		}},
 		{"options", []string{"--kubeconfig=/etc/kubernetes/kubelet.conf", "--hostname-override=Node-1", "--node-ip=10.0.0.5,fd00::5", "--root-dir=/tmp/kl"}, func(t *testing.T, o *Options, _ *kubeletv1alpha1.KubeletConfiguration) {
 			name, err := o.NodeName()
 			if err != nil || name != "node-1" || o.Kubeconfig != "/etc/kubernetes/kubelet.conf" || len(o.NodeIPs) != 2 || o.RootDir != "/tmp/kl" {
@@ -131,6 +138,9 @@ func TestFlagErrors(t *testing.T) {
 	}{
 		{"invalid flag value is validated", []string{"--cgroup-driver=upstart"}, `kubelet configuration from flags: cgroupDriver: Unsupported value: "upstart"`},
 		{"node ip", []string{"--node-ip=10.0.0.1,10.0.0.2"}, "invalid --node-ip"},
+		{"eviction syntax", []string{"--eviction-hard=memory.available=1Gi"}, "invalid --eviction-hard"},
+		{"eviction signal twice", []string{"--eviction-hard=memory.available<1Gi,memory.available<2Gi"}, "memory.available given twice"},
+		{"eviction value is validated", []string{"--eviction-hard=memory.available<lots"}, "evictionHard[memory.available]"},
 		{"taint syntax", []string{"--register-with-taints=novalue"}, "invalid --register-with-taints"},
 		{"taint effect", []string{"--register-with-taints=a=b:Sometimes"}, "registerWithTaints[0].effect"},
 		{"log level", []string{"--log-level=loud"}, "--log-level"},
