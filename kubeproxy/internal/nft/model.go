@@ -196,17 +196,31 @@ const (
 // with its family token ("ip4-"/"ip6-") so one inet table can hold both
 // families' backends, and each backend recognises what it owns.
 type fam struct {
-	f       plan.Family
-	prefix  string
-	addr    keyField
-	addrLen int
+	f          plan.Family
+	prefix     string
+	addr       keyField
+	addrLen    int
+	shardNames *shardNames
 }
 
 func famOf(f plan.Family) fam {
+	fa := fam{f: f, prefix: "ip4-", addr: fieldAddr4, addrLen: 4}
 	if f == plan.IPv6 {
-		return fam{f: f, prefix: "ip6-", addr: fieldAddr6, addrLen: 16}
+		fa = fam{f: f, prefix: "ip6-", addr: fieldAddr6, addrLen: 16}
 	}
-	return fam{f: f, prefix: "ip4-", addr: fieldAddr4, addrLen: 4}
+	// The shard set names are asked for once per element: made once.
+	fa.shardNames = &shardNames{}
+	for i := range shards {
+		fa.shardNames.selectMap[i] = fmt.Sprintf("%sselect-%d", fa.prefix, i)
+		fa.shardNames.nodePortSelect[i] = fmt.Sprintf("%sselect-nodeport-%d", fa.prefix, i)
+		fa.shardNames.hairpin[i] = fmt.Sprintf("%shairpin-%d", fa.prefix, i)
+	}
+	return fa
+}
+
+// shardNames are the names of a family's sharded sets.
+type shardNames struct {
+	selectMap, nodePortSelect, hairpin [shards]string
 }
 
 // Names of the fixed objects of one family.
@@ -219,23 +233,17 @@ func (f fam) services() string         { return f.prefix + "services" }
 func (f fam) markExternalSrc() string  { return f.prefix + "mark-external-source" }
 func (f fam) rejectChain() string      { return f.prefix + "reject" }
 
-func (f fam) serviceIPs() string      { return f.prefix + "service-ips" }
-func (f fam) nodePorts() string       { return f.prefix + "service-nodeports" }
-func (f fam) noEndpoints() string     { return f.prefix + "no-endpoint-services" }
-func (f fam) noEndpointPorts() string { return f.prefix + "no-endpoint-nodeports" }
-func (f fam) clusterIPs() string      { return f.prefix + "cluster-ips" }
-func (f fam) nodeIPs() string         { return f.prefix + "node-ips" }
-func (f fam) selectMap(shard int) string {
-	return fmt.Sprintf("%sselect-%d", f.prefix, shard)
-}
-func (f fam) affinity() string { return f.prefix + "affinity" }
-func (f fam) hairpinSet(shard int) string {
-	return fmt.Sprintf("%shairpin-%d", f.prefix, shard)
-}
+func (f fam) serviceIPs() string          { return f.prefix + "service-ips" }
+func (f fam) nodePorts() string           { return f.prefix + "service-nodeports" }
+func (f fam) noEndpoints() string         { return f.prefix + "no-endpoint-services" }
+func (f fam) noEndpointPorts() string     { return f.prefix + "no-endpoint-nodeports" }
+func (f fam) clusterIPs() string          { return f.prefix + "cluster-ips" }
+func (f fam) nodeIPs() string             { return f.prefix + "node-ips" }
+func (f fam) selectMap(shard int) string  { return f.shardNames.selectMap[shard] }
+func (f fam) affinity() string            { return f.prefix + "affinity" }
+func (f fam) hairpinSet(shard int) string { return f.shardNames.hairpin[shard] }
 
-func (f fam) nodePortSelectMap(shard int) string {
-	return fmt.Sprintf("%sselect-nodeport-%d", f.prefix, shard)
-}
+func (f fam) nodePortSelectMap(shard int) string { return f.shardNames.nodePortSelect[shard] }
 
 // shards splits each big set (endpoints, hairpin pairs) in parts: reading
 // a set back costs the kernel a walk over it per 32 KiB of answer, which
