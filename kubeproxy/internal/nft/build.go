@@ -190,14 +190,14 @@ func serviceObjects(f fam, p *plan.Plan, s *plan.Service, prev *svcIDs, alloc *i
 		o.elems = append(o.elems, e)
 	}
 
-	svc := f.svcChain(n)
-	clusterTarget := s.ClusterTarget()
-	cipKey := keyAddrProtoPort(s.ClusterIP, n.Protocol, s.Port)
 	o.elems = append(o.elems, elem{set: f.clusterIPs(), key: keyAddr(s.ClusterIP)})
 	if simple(f, s) {
 		simpleObjects(f, s, &o, noEndpoints)
 		return o, ids
 	}
+	svc := f.svcChain(n)
+	clusterTarget := s.ClusterTarget()
+	cipKey := keyAddrProtoPort(s.ClusterIP, n.Protocol, s.Port)
 	if clusterTarget == plan.TargetEndpoints {
 		o.chains = append(o.chains, chain{name: svc, rules: selectRules(s.ClusterEndpoints)})
 		o.elems = append(o.elems, elem{set: f.serviceIPs(), key: cipKey, verdict: verdictGoto, chain: svc})
