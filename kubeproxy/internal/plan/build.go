@@ -123,7 +123,7 @@ func service(family Family, sp *ServicePort, all []Endpoint) *Service {
 		s.LoadBalancerSourceRanges = inFamilyPrefixes(family, sp.LoadBalancerSourceRanges)
 	}
 	eps := inFamilyEndpoints(family, all)
-	clusterWide := usable(eps, false)
+	clusterWide := preferSameTopology(usable(eps, false))
 	// Only the Local policies need the local subset.
 	var local []Endpoint
 	if s.InternalPolicyLocal || s.ExternalPolicyLocal {

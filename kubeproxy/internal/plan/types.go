@@ -66,6 +66,10 @@ type Endpoint struct {
 	// Conditions from the EndpointSlice (unset Ready counts as ready,
 	// unset Serving follows Ready, like upstream).
 	Ready, Serving, Terminating bool
+	// Hints are the endpoint's topology hints as they apply to this node
+	// (see topology.go). One byte of the struct's padding: Endpoint stays
+	// 32 bytes.
+	Hints Hints
 }
 
 // AddrPort returns the endpoint's address and port.
