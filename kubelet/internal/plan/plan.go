@@ -111,9 +111,13 @@ const (
 
 // Action is one step for the pod worker.
 type Action struct {
-	Kind        Kind
-	Container   string // container name
-	Init        bool   // Container is an init container (sidecars included)
+	Kind      Kind
+	Container string // container name
+	Init      bool   // Container is an init container (sidecars included)
+	// Ephemeral: Container is an ephemeral (debug) container, started once, never restarted.
+	Ephemeral bool
+	// TargetID is the container whose PID namespace an ephemeral container joins ("" none).
+	TargetID    string
 	ContainerID string
 	SandboxID   string
 	Attempt     uint32
@@ -132,6 +136,12 @@ func (a Action) String() string {
 	}
 	if a.SandboxID != "" {
 		s += " sandbox=" + a.SandboxID
+	}
+	if a.Ephemeral {
+		s += " ephemeral"
+	}
+	if a.TargetID != "" {
+		s += " target=" + a.TargetID
 	}
 	if a.Kind == CreateSandbox || a.Kind == StartContainer {
 		s += fmt.Sprintf(" attempt=%d", a.Attempt)
@@ -320,9 +330,15 @@ func (p *planner) run() {
 		for _, c := range pod.Spec.Containers {
 			p.res.Waiting[c.Name] = Waiting{Reason: "PodInitializing"}
 		}
+		// Like upstream, a debug container may start before initialization is complete:
+		// that is when a stuck init container most needs debugging.
+		p.ephemeralContainers(sb)
 		return
 	}
 	p.regularContainers(sb)
+	if !p.res.Done {
+		p.ephemeralContainers(sb)
+	}
 }
 
 // podMayRestart reports whether a dead sandbox may be replaced: always for restartPolicy
