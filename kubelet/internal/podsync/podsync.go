@@ -526,13 +526,20 @@ func hasReadySandbox(rs *runtime.PodState) bool {
 	return false
 }
 
+// MaxCacheAge is the oldest cached runtime state a sync plans from. The relist refreshes every
+// pod each second; an older entry means relisting stalls, and the sync lists the pod itself.
+const MaxCacheAge = 5 * time.Second
+
 // podState returns the pod's runtime state from the cache when it was observed after the pod's
-// last action, and lists the runtime otherwise.
+// last action (and within MaxCacheAge), and lists the runtime otherwise.
 func (s *Syncer) podState(ctx context.Context, uid types.UID) (*runtime.PodState, error) {
 	if s.d.Cache != nil {
 		s.mu.Lock()
 		since := s.acted[uid]
 		s.mu.Unlock()
+		if oldest := s.d.Now().Add(-MaxCacheAge); since.Before(oldest) {
+			since = oldest
+		}
 		if st, ok := s.d.Cache.Get(uid, since); ok {
 			return st, nil
 		}

@@ -570,3 +570,36 @@ func TestSyncSetsUpVolumesWhileSandboxStarts(t *testing.T) {
 		})
 	}
 }
+
+// When relisting stalls, the cache grows old: a sync then lists the pod itself rather than plan
+// from a state older than MaxCacheAge.
+func TestSyncListsWhenPodCacheIsStale(t *testing.T) {
+	c := pleg.NewCache()
+	e := newEnvWithCache(t, nil, c)
+	p := newPod()
+	e.pods.pods[p.UID] = p
+	ctx := context.Background()
+	if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		later     time.Duration
+		wantLists int
+	}{
+		{name: "cache a second old is used", later: time.Second, wantLists: 0},
+		{name: "cache older than MaxCacheAge is not", later: MaxCacheAge + time.Second, wantLists: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.syncer.d.Now = func() time.Time { return time.Now().Add(tc.later) }
+			before := len(e.rs.GetCalls())
+			if _, err := e.syncer.Sync(ctx, p.UID); err != nil {
+				t.Fatal(err)
+			}
+			if n := countCalls(e.rs.GetCalls()[before:], "ListPodSandbox")["ListPodSandbox"]; n != tc.wantLists {
+				t.Errorf("ListPodSandbox called %d times, want %d", n, tc.wantLists)
+			}
+		})
+	}
+}
