@@ -142,7 +142,8 @@ func namespaceOptions(pod *v1.Pod) *runtimeapi.NamespaceOption {
 	return o
 }
 
-// FindContainer returns the spec of a container or init container by name.
+// FindContainer returns the spec of a container, init container or ephemeral container by
+// name (an ephemeral one as a copy in the plain container type).
 func FindContainer(pod *v1.Pod, name string) (*v1.Container, bool) {
 	for i := range pod.Spec.InitContainers {
 		if pod.Spec.InitContainers[i].Name == name {
@@ -152,6 +153,11 @@ func FindContainer(pod *v1.Pod, name string) (*v1.Container, bool) {
 	for i := range pod.Spec.Containers {
 		if pod.Spec.Containers[i].Name == name {
 			return &pod.Spec.Containers[i], true
+		}
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			return plan.EphemeralAsContainer(&pod.Spec.EphemeralContainers[i]), true
 		}
 	}
 	return nil, false
@@ -169,6 +175,9 @@ type ContainerInput struct {
 	ImageRef string
 	// Files are the node files to mount besides volumes (PrepareContainerFiles makes them).
 	Files ContainerFiles
+	// TargetID is the running container whose PID namespace an ephemeral container joins
+	// (its targetContainerName); "" for every other container.
+	TargetID string
 }
 
 // ContainerConfig translates one container of a pod into a CRI container config.
@@ -232,6 +241,12 @@ func ContainerConfig(pod *v1.Pod, in ContainerInput, n NodeFacts) (*runtimeapi.C
 			Resources:       Resources(pod, c, n.MemoryCapacity),
 			SecurityContext: securityContext(pod, c),
 		},
+	}
+	if ns := cfg.Linux.SecurityContext.NamespaceOptions; in.TargetID != "" && ns.Pid == runtimeapi.NamespaceMode_CONTAINER {
+		// A debug container sees its target's processes. A pod that shares one PID namespace
+		// (or the node's) already shows them, so only the per-container mode changes.
+		ns.Pid = runtimeapi.NamespaceMode_TARGET
+		ns.TargetId = in.TargetID
 	}
 	return cfg, nil
 }
