@@ -72,7 +72,7 @@ func run(ctx context.Context, _ *Options, cfg *proxyv1alpha1.KubeProxyConfigurat
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	health := healthcheck.NewProxyHealth(2*syncPeriod, time.Now)
-	svcHealth := healthcheck.NewServiceHealth(log.Named("healthcheck"), "", health)
+	svcHealth := healthcheck.NewServiceHealth(log.Named("healthcheck"), health)
 	defer svcHealth.Close()
 	p, err := proxier.New(log.Named("proxier"), proxier.Config{
 		NodeName:        nodeName,

@@ -270,16 +270,20 @@ func TestEndpointsTrackerTriggerTimes(t *testing.T) {
 }
 
 func TestNodeInfo(t *testing.T) {
-	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "me", Labels: map[string]string{"a": "b"}}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "me", Labels: map[string]string{"a": "b", v1.LabelTopologyZone: "z1"}}, Status: v1.NodeStatus{Addresses: []v1.NodeAddress{
 		{Type: v1.NodeHostName, Address: "me"}, {Type: v1.NodeInternalIP, Address: "192.0.2.5"}, {Type: v1.NodeExternalIP, Address: "203.0.113.5"}, {Type: v1.NodeInternalIP, Address: "fd00::5"},
 	}}}
 	info := NodeInfoOf(n)
-	want := NodeInfo{Name: "me", Labels: map[string]string{"a": "b"}, InternalIPs: []netip.Addr{netip.MustParseAddr("192.0.2.5"), netip.MustParseAddr("fd00::5")}}
+	want := NodeInfo{Name: "me", Zone: "z1", InternalIPs: []netip.Addr{netip.MustParseAddr("192.0.2.5"), netip.MustParseAddr("fd00::5")}}
 	if !info.Equal(want) {
 		t.Errorf("NodeInfoOf = %+v, want %+v", info, want)
 	}
-	n.Labels = map[string]string{"a": "c"}
+	n.Labels["a"] = "c"
+	if !NodeInfoOf(n).Equal(want) {
+		t.Error("a label the proxy does not use counts as a change")
+	}
+	n.Labels[v1.LabelTopologyZone] = "z2"
 	if NodeInfoOf(n).Equal(want) {
-		t.Error("label change not detected")
+		t.Error("zone change not detected")
 	}
 }

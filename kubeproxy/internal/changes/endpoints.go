@@ -20,12 +20,19 @@ type portKey struct {
 // sliceInfo is the slim form of one EndpointSlice.
 type sliceInfo struct {
 	ports map[portKey][]plan.Endpoint
+	// src is the slice it came from (the informer's cached copy, never
+	// modified), kept to re-derive zone hints when the node's zone changes.
+	src *discovery.EndpointSlice
+	// zoneHints: some endpoint has hints.forZones.
+	zoneHints bool
 }
 
 // EndpointsTracker accumulates EndpointSlice changes between Applies. It
 // keeps a slim cache of every slice, merged per service.
 type EndpointsTracker struct {
 	nodeName string
+	// zone is this node's topology.kubernetes.io/zone label ("" = none).
+	zone     string
 	families map[discovery.AddressType]bool
 	// slices: service -> slice name -> slim slice.
 	slices map[types.NamespacedName]map[string]*sliceInfo
@@ -91,6 +98,43 @@ func (t *EndpointsTracker) Update(slice *discovery.EndpointSlice, removed bool) 
 	return true
 }
 
+// SetZone records this node's zone (its topology.kubernetes.io/zone label;
+// "" when unlabelled), which decides which endpoints' zone hints are for
+// this node. Services whose endpoints change with it become pending. It
+// returns true when it made a change pending.
+func (t *EndpointsTracker) SetZone(zone string) bool {
+	if zone == t.zone {
+		return false
+	}
+	t.zone = zone
+	queued := false
+	for key, byName := range t.slices {
+		hinted := false
+		for _, info := range byName {
+			hinted = hinted || info.zoneHints
+		}
+		if !hinted {
+			continue
+		}
+		_, wasPending := t.pending[key]
+		if !wasPending {
+			t.pending[key] = t.merged(key)
+		}
+		for name, info := range byName {
+			if info.zoneHints {
+				byName[name] = t.slim(info.src)
+			}
+		}
+		if endpointsMapsEqual(t.pending[key], t.merged(key)) {
+			delete(t.pending, key)
+			delete(t.triggers, key)
+			continue
+		}
+		queued = queued || !wasPending
+	}
+	return queued
+}
+
 // Pending is the number of services with unapplied endpoint changes.
 func (t *EndpointsTracker) Pending() int { return len(t.pending) }
 
@@ -127,7 +171,12 @@ func (t *EndpointsTracker) Apply(m plan.EndpointsMap) Applied {
 }
 
 func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
-	info := &sliceInfo{ports: map[portKey][]plan.Endpoint{}}
+	info := &sliceInfo{ports: map[portKey][]plan.Endpoint{}, src: slice}
+	hints := make([]plan.Hints, len(slice.Endpoints))
+	for i, e := range slice.Endpoints {
+		hints[i] = t.hints(e.Hints)
+		info.zoneHints = info.zoneHints || hints[i]&plan.HasZoneHints != 0
+	}
 	for _, p := range slice.Ports {
 		if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
 			continue
@@ -140,7 +189,7 @@ func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
 			k.protocol = plan.Protocol(*p.Protocol)
 		}
 		var eps []plan.Endpoint
-		for _, e := range slice.Endpoints {
+		for i, e := range slice.Endpoints {
 			if len(e.Addresses) == 0 {
 				continue
 			}
@@ -161,6 +210,7 @@ func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
 				Ready:       ready,
 				Serving:     serving,
 				Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
+				Hints:       hints[i],
 			})
 		}
 		info.ports[k] = append(info.ports[k], eps...)
@@ -204,6 +254,31 @@ func (t *EndpointsTracker) merged(key types.NamespacedName) plan.EndpointsMap {
 		SortEndpoints(eps)
 		name := plan.ServicePortName{Namespace: key.Namespace, Name: key.Name, Port: k.name, Protocol: k.protocol}
 		out[name] = eps
+	}
+	return out
+}
+
+// hints says what an endpoint's hints mean for this node.
+func (t *EndpointsTracker) hints(h *discovery.EndpointHints) plan.Hints {
+	if h == nil {
+		return 0
+	}
+	var out plan.Hints
+	if len(h.ForZones) > 0 {
+		out |= plan.HasZoneHints
+		for _, z := range h.ForZones {
+			if t.zone != "" && z.Name == t.zone {
+				out |= plan.ForThisZone
+			}
+		}
+	}
+	if len(h.ForNodes) > 0 {
+		out |= plan.HasNodeHints
+		for _, n := range h.ForNodes {
+			if n.Name == t.nodeName {
+				out |= plan.ForThisNode
+			}
+		}
 	}
 	return out
 }

@@ -13,7 +13,9 @@ type NodeInfo struct {
 	// InternalIPs are the node's InternalIP addresses, in the Node's order
 	// (the first of each family is that family's primary address).
 	InternalIPs []netip.Addr
-	Labels      map[string]string
+	// Zone is the node's topology.kubernetes.io/zone label: endpoints
+	// hinted for it are preferred (topology-aware routing).
+	Zone string
 }
 
 // NodeInfoOf returns the slim form of node (zero NodeInfo for nil).
@@ -21,7 +23,7 @@ func NodeInfoOf(node *v1.Node) NodeInfo {
 	if node == nil {
 		return NodeInfo{}
 	}
-	info := NodeInfo{Name: node.Name, Labels: node.Labels}
+	info := NodeInfo{Name: node.Name, Zone: node.Labels[v1.LabelTopologyZone]}
 	for _, a := range node.Status.Addresses {
 		if a.Type != v1.NodeInternalIP {
 			continue
@@ -35,13 +37,5 @@ func NodeInfoOf(node *v1.Node) NodeInfo {
 
 // Equal reports whether two NodeInfos are the same.
 func (n NodeInfo) Equal(o NodeInfo) bool {
-	if n.Name != o.Name || !slices.Equal(n.InternalIPs, o.InternalIPs) || len(n.Labels) != len(o.Labels) {
-		return false
-	}
-	for k, v := range n.Labels {
-		if w, ok := o.Labels[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return n.Name == o.Name && n.Zone == o.Zone && slices.Equal(n.InternalIPs, o.InternalIPs)
 }

@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,14 +135,15 @@ func getEventually(t *testing.T, url string) (int, []byte) {
 
 func TestServiceHealthNodePorts(t *testing.T) {
 	proxy := NewProxyHealth(time.Minute, nil)
-	sh := NewServiceHealth(zap.NewNop(), "127.0.0.1", proxy)
+	sh := NewServiceHealth(zap.NewNop(), proxy)
 	defer sh.Close()
 	a := types.NamespacedName{Namespace: "ns", Name: "a"}
 	b := types.NamespacedName{Namespace: "ns", Name: "b"}
 	pa, pb := freePort(t), freePort(t)
 	url := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) + "/" }
+	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 
-	if err := sh.SyncServices(map[types.NamespacedName]uint16{a: uint16(pa), b: uint16(pb)}, map[types.NamespacedName]int{a: 2}); err != nil {
+	if err := sh.SyncServices(lo, map[types.NamespacedName]uint16{a: uint16(pa), b: uint16(pb)}, map[types.NamespacedName]int{a: 2}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -170,7 +173,7 @@ func TestServiceHealthNodePorts(t *testing.T) {
 	}
 
 	// b gains an endpoint, a goes away: a's port closes, b answers 200.
-	if err := sh.SyncServices(map[types.NamespacedName]uint16{b: uint16(pb)}, map[types.NamespacedName]int{b: 1}); err != nil {
+	if err := sh.SyncServices(lo, map[types.NamespacedName]uint16{b: uint16(pb)}, map[types.NamespacedName]int{b: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := getEventually(t, url(pb)); code != 200 {
@@ -187,7 +190,85 @@ func TestServiceHealthNodePorts(t *testing.T) {
 	}
 	defer taken.Close()
 	tp := uint16(taken.Addr().(*net.TCPAddr).Port)
-	if err := sh.SyncServices(map[types.NamespacedName]uint16{a: tp, b: uint16(pb)}, nil); err == nil {
+	if err := sh.SyncServices(lo, map[types.NamespacedName]uint16{a: tp, b: uint16(pb)}, nil); err == nil {
 		t.Error("taken port not reported")
+	}
+}
+
+// TestServiceHealthListensOnNodePortAddresses uses loopback addresses as
+// the node's addresses: a port is served on exactly the node-port
+// addresses, and follows them as they change.
+func TestServiceHealthListensOnNodePortAddresses(t *testing.T) {
+	sh := NewServiceHealth(zap.NewNop(), nil)
+	defer sh.Close()
+	svc := types.NamespacedName{Namespace: "ns", Name: "lb"}
+	port := freePort(t)
+	ports := map[types.NamespacedName]uint16{svc: uint16(port)}
+	local := map[types.NamespacedName]int{svc: 1}
+	steps := []struct {
+		name       string
+		addrs      []string
+		wantOpen   []string
+		wantClosed []string
+	}{
+		{name: "two node addresses", addrs: []string{"127.0.0.2", "127.0.0.3"},
+			wantOpen: []string{"127.0.0.2", "127.0.0.3"}, wantClosed: []string{"127.0.0.1", "127.0.0.4"}},
+		{name: "an address moves", addrs: []string{"127.0.0.3", "127.0.0.4"},
+			wantOpen: []string{"127.0.0.3", "127.0.0.4"}, wantClosed: []string{"127.0.0.2"}},
+		{name: "every address", addrs: []string{"0.0.0.0"},
+			wantOpen: []string{"127.0.0.2", "127.0.0.5"}},
+		{name: "back to one address", addrs: []string{"127.0.0.6"},
+			wantOpen: []string{"127.0.0.6"}, wantClosed: []string{"127.0.0.2", "127.0.0.5"}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			var addrs []netip.Addr
+			for _, a := range st.addrs {
+				addrs = append(addrs, netip.MustParseAddr(a))
+			}
+			if err := sh.SyncServices(addrs, ports, local); err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range st.wantOpen {
+				if code, _ := getEventually(t, "http://"+a+":"+strconv.Itoa(port)+"/"); code != 200 {
+					t.Errorf("%s: code %d, want 200", a, code)
+				}
+			}
+			for _, a := range st.wantClosed {
+				if _, _, err := get("http://" + a + ":" + strconv.Itoa(port) + "/"); err == nil {
+					t.Errorf("%s answers; it is not a node-port address", a)
+				}
+			}
+		})
+	}
+}
+
+func TestServiceHealthRetriesAnAddressThatWasTaken(t *testing.T) {
+	sh := NewServiceHealth(zap.NewNop(), nil)
+	defer sh.Close()
+	svc := types.NamespacedName{Namespace: "ns", Name: "lb"}
+	taken, err := net.Listen("tcp", "127.0.0.7:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := taken.Addr().(*net.TCPAddr).Port
+	ports := map[types.NamespacedName]uint16{svc: uint16(port)}
+	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.7"), netip.MustParseAddr("127.0.0.8")}
+	err = sh.SyncServices(addrs, ports, nil)
+	if err == nil || !strings.Contains(err.Error(), "ns/lb") || !strings.Contains(err.Error(), "127.0.0.7") {
+		t.Errorf("taken address: err = %v, want one naming ns/lb and 127.0.0.7", err)
+	}
+	if code, _ := getEventually(t, "http://127.0.0.8:"+strconv.Itoa(port)+"/"); code != 503 {
+		t.Errorf("the free address: code %d, want 503 (no local endpoints)", code)
+	}
+	taken.Close()
+	if err := sh.SyncServices(addrs, ports, nil); err != nil {
+		t.Fatalf("retry once the address is free: %v", err)
+	}
+	if code, _ := getEventually(t, "http://127.0.0.7:"+strconv.Itoa(port)+"/"); code != 503 {
+		t.Errorf("the freed address: code %d, want 503", code)
+	}
+	if err := sh.SyncServices(nil, ports, nil); err == nil {
+		t.Error("health-check ports with no address to serve them on: no error")
 	}
 }

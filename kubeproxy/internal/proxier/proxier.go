@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,9 +35,11 @@ type nodeHealthSetter interface{ SetNodeHealthy(bool) }
 // ServiceHealth serves the health-check node ports of
 // externalTrafficPolicy=Local services.
 type ServiceHealth interface {
-	// SyncServices sets the services that need a health-check node port
-	// and the number of local endpoints of each.
-	SyncServices(ports map[types.NamespacedName]uint16, localEndpoints map[types.NamespacedName]int) error
+	// SyncServices sets the addresses to listen on (those that serve node
+	// ports; an unspecified address, 0.0.0.0 or ::, stands for every address
+	// of its family), the services that need a health-check node port and
+	// the number of local endpoints of each.
+	SyncServices(addrs []netip.Addr, ports map[types.NamespacedName]uint16, localEndpoints map[types.NamespacedName]int) error
 }
 
 // StaleFlowCleaner removes conntrack entries that a plan made stale.
@@ -222,9 +225,13 @@ func (p *Proxier) OnNodeUpdate(node *v1.Node) {
 	if info.Equal(p.node) {
 		return
 	}
+	// A new zone only changes the services with zone hints: those are
+	// synced incrementally. New addresses need every service rebuilt.
+	zoneQueued := p.epTracker.SetZone(info.Zone)
+	addrs := info.Name != p.node.Name || !slices.Equal(info.InternalIPs, p.node.InternalIPs)
 	p.node = info
-	p.nodeChanged = true
-	if p.servicesSynced && p.slicesSynced {
+	p.nodeChanged = p.nodeChanged || addrs
+	if (zoneQueued || addrs) && p.servicesSynced && p.slicesSynced {
 		p.queue()
 	}
 }
@@ -338,6 +345,7 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 	var errs []error
 	hcPorts := map[types.NamespacedName]uint16{}
 	hcLocal := map[types.NamespacedName]int{}
+	var hcAddrs []netip.Addr
 	for _, f := range p.families {
 		prev := p.plans[f]
 		var next *plan.Plan
@@ -347,6 +355,7 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 			next = plan.Build(f, p.services, p.endpoints, facts, p.cfg.Plan, prev, changed)
 		}
 		p.plans[f] = next
+		hcAddrs = append(hcAddrs, healthCheckAddrs(next)...)
 		for _, s := range next.Services {
 			if s.HealthCheckNodePort != 0 {
 				key := types.NamespacedName{Namespace: s.Name.Namespace, Name: s.Name.Name}
@@ -385,7 +394,7 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 		}
 	}
 	if p.deps.ServiceHealth != nil {
-		if err := p.deps.ServiceHealth.SyncServices(hcPorts, hcLocal); err != nil {
+		if err := p.deps.ServiceHealth.SyncServices(hcAddrs, hcPorts, hcLocal); err != nil {
 			p.log.Warn("serving health-check node ports", zap.Error(err))
 		}
 	}
@@ -409,4 +418,17 @@ func (p *Proxier) sync(ctx context.Context, full bool) error {
 	}
 	p.log.Debug("synced", zap.Bool("full", rebuild), zap.Int("changed", len(changed)), zap.Duration("took", took))
 	return nil
+}
+
+// healthCheckAddrs are the addresses that serve a plan's health-check node
+// ports: like upstream, the node-port addresses, or every address of the
+// family when node ports are served on all of them.
+func healthCheckAddrs(p *plan.Plan) []netip.Addr {
+	if p.NodePortsOnAllLocalAddresses {
+		if p.Family == plan.IPv6 {
+			return []netip.Addr{netip.IPv6Unspecified()}
+		}
+		return []netip.Addr{netip.IPv4Unspecified()}
+	}
+	return p.NodeIPs
 }

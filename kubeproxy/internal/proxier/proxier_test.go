@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -83,15 +84,39 @@ func (h *fakeHealth) Updated()      { h.mu.Lock(); h.updated++; h.mu.Unlock() }
 
 type fakeServiceHealth struct {
 	mu    sync.Mutex
+	addrs []netip.Addr
 	ports map[types.NamespacedName]uint16
 	local map[types.NamespacedName]int
 }
 
-func (h *fakeServiceHealth) SyncServices(ports map[types.NamespacedName]uint16, local map[types.NamespacedName]int) error {
+func (h *fakeServiceHealth) SyncServices(addrs []netip.Addr, ports map[types.NamespacedName]uint16, local map[types.NamespacedName]int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.ports, h.local = ports, local
+	h.addrs, h.ports, h.local = addrs, ports, local
 	return nil
+}
+
+// wait waits until the health checks listen on exactly addrs (the proxier
+// syncs them right after the dataplane).
+func (h *fakeServiceHealth) wait(t *testing.T, addrs ...string) {
+	t.Helper()
+	want := make([]netip.Addr, len(addrs))
+	for i, a := range addrs {
+		want[i] = netip.MustParseAddr(a)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		h.mu.Lock()
+		got := h.addrs
+		h.mu.Unlock()
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health checks listen on %v, want %v", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -320,6 +345,7 @@ func TestRunnerServiceHealthAndNode(t *testing.T) {
 		t.Errorf("NodeIPs = %v", c.plan.NodeIPs)
 	}
 	key := types.NamespacedName{Namespace: "ns", Name: "lb"}
+	svcHealth.wait(t, "192.168.1.5")
 	svcHealth.mu.Lock()
 	if svcHealth.ports[key] != 32123 || svcHealth.local[key] != 2 {
 		t.Errorf("service health ports %v local %v", svcHealth.ports, svcHealth.local)
@@ -332,6 +358,7 @@ func TestRunnerServiceHealthAndNode(t *testing.T) {
 	if !c.full || c.plan.NodeIPs[0] != netip.MustParseAddr("192.168.1.6") {
 		t.Errorf("after node change: full=%v NodeIPs=%v", c.full, c.plan.NodeIPs)
 	}
+	svcHealth.wait(t, "192.168.1.6") // the health checks follow the node-port address
 	// Other nodes are ignored.
 	h.p.OnNodeUpdate(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other", DeletionTimestamp: &metav1.Time{}}})
 	h.dp.none(t, 100*time.Millisecond)
@@ -425,4 +452,51 @@ func TestRunnerCleansConntrackOnUDPChanges(t *testing.T) {
 	if ct.plans[1] != c.plan {
 		t.Error("conntrack cleaned against a different plan than the one synced")
 	}
+}
+
+func TestRunnerHealthCheckAddressesOnAllAddresses(t *testing.T) {
+	svcHealth := &fakeServiceHealth{}
+	h := start(t, Config{SyncPeriod: time.Hour, Plan: plan.Config{NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}},
+		Deps{ServiceHealth: svcHealth, Addrs: &fakeAddrs{}})
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	h.dp.next(t, time.Second)
+	svcHealth.wait(t, "0.0.0.0")
+}
+
+func TestRunnerFollowsTheNodesZone(t *testing.T) {
+	h := start(t, Config{SyncPeriod: time.Hour}, Deps{})
+	node := func(zone string) *v1.Node {
+		return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "me", Labels: map[string]string{v1.LabelTopologyZone: zone}},
+			Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "192.168.1.5"}}}}
+	}
+	h.p.OnNodeUpdate(node("z1"))
+	h.p.OnServiceUpdate(nil, service("a", "10.96.0.1", v1.ProtocolTCP))
+	h.p.OnServiceUpdate(nil, service("b", "10.96.0.2", v1.ProtocolTCP))
+	hinted := endpointSlice("a", v1.ProtocolTCP, "other", "10.0.0.1", "10.0.0.2")
+	hinted.Endpoints[0].Hints = &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "z1"}}}
+	hinted.Endpoints[1].Hints = &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "z2"}}}
+	h.p.OnEndpointSliceUpdate(hinted, false)
+	h.p.OnEndpointSliceUpdate(endpointSlice("b", v1.ProtocolTCP, "other", "10.0.1.1"), false)
+	h.p.OnServicesSynced()
+	h.p.OnEndpointSlicesSynced()
+	first := h.dp.next(t, time.Second)
+	if got := first.plan.Services[spn("a", plan.TCP)].ClusterEndpoints; len(got) != 1 || got[0].IP != netip.MustParseAddr("10.0.0.1") {
+		t.Errorf("in z1, a's endpoints = %v, want only 10.0.0.1", got)
+	}
+
+	// Relabelling the node re-targets only the hinted service, incrementally.
+	h.p.OnNodeUpdate(node("z2"))
+	c := h.dp.next(t, time.Second)
+	if c.full || len(c.changed) != 1 {
+		t.Errorf("zone change: full=%v changed=%v, want a partial sync of a", c.full, c.changed)
+	}
+	if got := c.plan.Services[spn("a", plan.TCP)].ClusterEndpoints; len(got) != 1 || got[0].IP != netip.MustParseAddr("10.0.0.2") {
+		t.Errorf("in z2, a's endpoints = %v, want only 10.0.0.2", got)
+	}
+	// Other label changes sync nothing.
+	n := node("z2")
+	n.Labels["unrelated"] = "x"
+	h.p.OnNodeUpdate(n)
+	h.dp.none(t, 100*time.Millisecond)
 }
