@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,13 +50,16 @@ func scaleService(i, eps, gen int) *plan.Service {
 }
 
 // vmRSS returns the process's resident set size in MiB.
-func vmRSS() float64 {
+func vmRSS() float64 { return procStatusMiB("VmRSS:") }
+
+// procStatusMiB returns a kB field of /proc/self/status in MiB.
+func procStatusMiB(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, field); ok {
 			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return float64(kb) / 1024
 		}
@@ -88,8 +92,9 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // partial sync after one service's endpoints changed.
 //
 // It runs with kube-proxy's default GC policy (gcpolicy), like the binary.
-// Memory, after the last full sync: rss-MiB is the whole benchmark
-// process's resident set (test binary, the plan, the backend, and the
+// Memory, in the last full sync: rss-MiB is the whole benchmark process's
+// peak resident set during that sync (its resident set after it where the
+// high-water mark cannot be reset) (test binary, the plan, the backend, and the
 // in-memory kernel when there is one, with the Go heap's GC headroom over
 // all of them). The live Go heap is split into what a kube-proxy holds,
 // plan-MiB (the plan, which the proxier keeps between syncs) and
@@ -118,6 +123,12 @@ func benchSync(b *testing.B, n int, newBackend func(b *testing.B) (*Backend, fun
 					sb.Fatal(err)
 				}
 			}
+			// The peak RSS is this sync's own: the previous backend and
+			// kernel are collected and the high-water mark reset first.
+			be, fakeHeap = nil, nil
+			runtime.GC()
+			debug.FreeOSMemory()
+			peakReset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 			be, fakeHeap = newBackend(b) // cleanups on the outer b: be lives on after "full"
 			sb.StartTimer()
 			c0 := cpuTime()
@@ -128,7 +139,11 @@ func benchSync(b *testing.B, n int, newBackend func(b *testing.B) (*Backend, fun
 			if i == sb.N-1 {
 				sb.StopTimer()
 				sb.ReportMetric(float64(cpu.Microseconds())/1000/float64(sb.N), "cpu-ms/op")
-				sb.ReportMetric(vmRSS(), "rss-MiB")
+				rss := vmRSS()
+				if peakReset {
+					rss = procStatusMiB("VmHWM:")
+				}
+				sb.ReportMetric(rss, "rss-MiB")
 				all := liveHeap()
 				var fake uint64
 				if fakeHeap != nil {

@@ -69,7 +69,7 @@ func writeTable(w io.Writer, res map[benchKey]map[string]float64) {
 		}
 		return "-"
 	}
-	fmt.Fprintf(w, "\nRSS after a 10k-service full sync: Go side on the host %s; real kernel run in the VM %s.\n",
+	fmt.Fprintf(w, "\nPeak RSS during a 10k-service full sync: Go side on the host %s; real kernel run in the VM %s.\n",
 		rss(benchKey{"host", "SyncFake", 10000, "full"}), rss(benchKey{"vm", "SyncKernel", 10000, "full"}))
 	// The Go side's process also holds the in-memory fake kernel, which a
 	// kube-proxy does not: say how much of its heap that is.
