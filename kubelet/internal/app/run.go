@@ -179,9 +179,13 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 
 	var services *podsource.Services
 	var serviceEnv podsync.Services
+	var runtimeClasses *runtime.RuntimeClasses
+	var runtimeClassGetter runtime.RuntimeClassGetter // stays a nil interface when standalone
 	if client != nil {
 		services = podsource.NewServices(client)
 		serviceEnv = services
+		runtimeClasses = runtime.NewRuntimeClasses(client)
+		runtimeClassGetter = runtimeClasses
 	}
 	probes := probe.NewManager(rt, func(uid types.UID) {
 		if workers != nil {
@@ -212,7 +216,8 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 				ResetAfter: 2 * cfg.CrashLoopBackOff.MaxContainerRestartPeriod.Duration,
 			},
 		},
-		Log: log.Named("sync"),
+		Log:            log.Named("sync"),
+		RuntimeClasses: runtimeClassGetter,
 	})
 	if err != nil {
 		return err
@@ -344,6 +349,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		src := podsource.NewAPISource(client, nodeName, pods, log.Named("podsource"))
 		goRun(src.Run)
 		goRun(services.Run)
+		goRun(runtimeClasses.Run)
 		// Until the node's pods are listed, every running pod would look deleted: wait.
 		for {
 			err := src.WaitForSync(ctx, 30*time.Second)

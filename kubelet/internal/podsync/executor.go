@@ -115,12 +115,31 @@ func (e *executor) sandboxConfig(attempt uint32) (*runtimeapi.PodSandboxConfig, 
 	return runtime.SandboxConfig(e.pod, attempt, e.cgroupParent, e.s.d.Node.Facts)
 }
 
+// handlerRuntime runs sandboxes with a CRI runtime handler (a RuntimeClass's).
+type handlerRuntime interface {
+	RunSandboxWithHandler(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, []string, error)
+}
+
 func (e *executor) createSandbox(ctx context.Context, attempt uint32) error {
 	cfg, err := e.sandboxConfig(attempt)
 	if err != nil {
 		return err
 	}
-	id, ips, err := e.s.d.Runtime.RunSandbox(ctx, cfg)
+	// An unknown RuntimeClass fails the sandbox like upstream (FailedCreatePodSandBox, retried
+	// with back-off): the class may yet be created.
+	handler, err := runtime.RuntimeHandler(ctx, e.pod, e.s.d.RuntimeClasses)
+	if err != nil {
+		return err
+	}
+	var id string
+	var ips []string
+	if hr, ok := e.s.d.Runtime.(handlerRuntime); ok && handler != "" {
+		id, ips, err = hr.RunSandboxWithHandler(ctx, cfg, handler)
+	} else if handler != "" {
+		err = fmt.Errorf("runtime handler %q: this runtime adapter cannot select one", handler)
+	} else {
+		id, ips, err = e.s.d.Runtime.RunSandbox(ctx, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("create sandbox for pod %s/%s: %w", e.pod.Namespace, e.pod.Name, err)
 	}
@@ -198,7 +217,7 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return fail(runtime.ReasonCreateConfigError, err)
 	}
-	cfg, err := runtime.ContainerConfig(e.pod, runtime.ContainerInput{Container: c, Init: a.Init, Attempt: a.Attempt, Env: env, Volumes: e.volumes, ImageRef: imageRef, Files: files}, e.s.d.Node.Facts)
+	cfg, err := runtime.ContainerConfig(e.pod, runtime.ContainerInput{Container: c, Init: a.Init, Attempt: a.Attempt, Env: env, Volumes: e.volumes, ImageRef: imageRef, Files: files, TargetID: a.TargetID}, e.s.d.Node.Facts)
 	if err != nil {
 		return fail(runtime.ReasonCreateConfigError, err)
 	}

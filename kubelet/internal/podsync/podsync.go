@@ -131,6 +131,10 @@ type Deps struct {
 	Node     Node
 	Now      func() time.Time
 	Log      *zap.Logger
+
+	// RuntimeClasses resolves spec.runtimeClassName (optional: without it such a pod fails to
+	// start with a clear event; pods without one run with the runtime's default handler).
+	RuntimeClasses runtime.RuntimeClassGetter
 }
 
 // Syncer implements podworkers.Syncer.

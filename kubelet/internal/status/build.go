@@ -98,6 +98,7 @@ func Build(in Input) v1.PodStatus {
 	b := builder{in: in, rs: rs}
 	st.InitContainerStatuses = b.statuses(pod.Spec.InitContainers, true, old.InitContainerStatuses)
 	st.ContainerStatuses = b.statuses(pod.Spec.Containers, false, old.ContainerStatuses)
+	st.EphemeralContainerStatuses = b.ephemeralStatuses(pod, old.EphemeralContainerStatuses)
 	initDone := initialized(pod, st.InitContainerStatuses)
 	st.Phase = phase(pod, st, initDone, in)
 	if old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed {

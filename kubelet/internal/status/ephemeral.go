@@ -1,0 +1,29 @@
+package status
+
+import (
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/kubenode/kubenode/kubelet/internal/plan"
+)
+
+// ephemeralStatuses reports the pod's ephemeral (debug) containers the way it reports the
+// others (state, containerID, image, imageID). They never count for readiness: Ready stays
+// false, as upstream, and the pod's conditions and phase ignore them.
+func (b builder) ephemeralStatuses(pod *v1.Pod, old []v1.ContainerStatus) []v1.ContainerStatus {
+	if len(pod.Spec.EphemeralContainers) == 0 {
+		return nil
+	}
+	specs := make([]v1.Container, len(pod.Spec.EphemeralContainers))
+	for i := range pod.Spec.EphemeralContainers {
+		specs[i] = *plan.EphemeralAsContainer(&pod.Spec.EphemeralContainers[i])
+	}
+	out := b.statuses(specs, false, old)
+	for i := range out {
+		out[i].Ready = false
+		if w := out[i].State.Waiting; w != nil && w.Reason == "PodInitializing" {
+			// Debug containers do not wait for initialization.
+			w.Reason = "ContainerCreating"
+		}
+	}
+	return out
+}
