@@ -172,10 +172,11 @@ func (t *EndpointsTracker) Apply(m plan.EndpointsMap) Applied {
 
 func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
 	info := &sliceInfo{ports: map[portKey][]plan.Endpoint{}, src: slice}
-	hints := make([]plan.Hints, len(slice.Endpoints))
-	for i, e := range slice.Endpoints {
-		hints[i] = t.hints(e.Hints)
-		info.zoneHints = info.zoneHints || hints[i]&plan.HasZoneHints != 0
+	for _, e := range slice.Endpoints {
+		if e.Hints != nil && len(e.Hints.ForZones) > 0 {
+			info.zoneHints = true
+			break
+		}
 	}
 	for _, p := range slice.Ports {
 		if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
@@ -189,7 +190,7 @@ func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
 			k.protocol = plan.Protocol(*p.Protocol)
 		}
 		var eps []plan.Endpoint
-		for i, e := range slice.Endpoints {
+		for _, e := range slice.Endpoints {
 			if len(e.Addresses) == 0 {
 				continue
 			}
@@ -210,7 +211,7 @@ func (t *EndpointsTracker) slim(slice *discovery.EndpointSlice) *sliceInfo {
 				Ready:       ready,
 				Serving:     serving,
 				Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
-				Hints:       hints[i],
+				Hints:       t.hints(e.Hints),
 			})
 		}
 		info.ports[k] = append(info.ports[k], eps...)
