@@ -311,12 +311,12 @@ func TestKubeletTemplate(t *testing.T) {
 			args: []string{"--set", "rbac.apiServerKubeletClient.kind=Group,rbac.apiServerKubeletClient.name=apiserver-clients," +
 				"rbac.metricsReaders[0].kind=ServiceAccount,rbac.metricsReaders[0].name=metrics-server,rbac.metricsReaders[0].namespace=kube-system," +
 				"installer.enabled=true,installer.image.tag=v0.3.0,installer.hostPath=/opt/kubenode/bin," +
-				"config.maxPods=250,config.cgroupDriver=systemd,config.clusterDNS={10.96.0.10}",
+				"config.maxPods=250,config.cgroupDriver=cgroupfs,config.clusterDNS={10.96.0.10}",
 				"--set-string", "config.evictionHard.memory\\.available=500Mi"},
 			subject:   &rbacv1.Subject{APIGroup: "rbac.authorization.k8s.io", Kind: "Group", Name: "apiserver-clients"},
 			readers:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "metrics-server", Namespace: "kube-system"}},
 			installer: "kubenode/kubelet:v0.3.0", hostPath: "/opt/kubenode/bin",
-			maxPods: 250, driver: "systemd", clusterDNS: []string{"10.96.0.10"}, eviction: map[string]string{"memory.available": "500Mi"},
+			maxPods: 250, driver: "cgroupfs", clusterDNS: []string{"10.96.0.10"}, eviction: map[string]string{"memory.available": "500Mi"},
 		},
 		{
 			name:    "no binding",
@@ -419,6 +419,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"kube-proxy", "image.tga=v1", []string{"tga"}},
 		{"kube-proxy", "config.logging.format=xml", []string{"/config/logging/format"}},
 		{"kubelet", "config.cgroupDriver=cgroupsv2", []string{"/config/cgroupDriver"}},
+		{"kubelet", "config.cgroupDriver=systemd", []string{"/config/cgroupDriver"}},
 		{"kubelet", "config.evictionHard.memory\\.free=1Gi", []string{"memory.free"}},
 		{"kubelet", "installer.hostPath=usr/local/bin", []string{"/installer/hostPath"}},
 		{"kubelet", "rbac.apiServerKubeletClient.kind=ServiceAccount", []string{"/rbac/apiServerKubeletClient/kind"}},

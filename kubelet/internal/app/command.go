@@ -157,7 +157,7 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 	fs.StringVar(&f.imageEndpoint, "image-service-endpoint", "", "CRI image endpoint; empty uses the runtime endpoint [imageServiceEndpoint]")
 	fs.DurationVar(&f.runtimeRequestTimeout, "runtime-request-timeout", kubeletv1alpha1.DefaultRuntimeRequestTimeout, "timeout of each CRI call except image pulls [runtimeRequestTimeout]")
 	fs.StringVar(&f.podManifestPath, "pod-manifest-path", "", "directory of static pod manifests [staticPodPath]")
-	fs.StringVar(&f.cgroupDriver, "cgroup-driver", kubeletv1alpha1.DefaultCgroupDriver, "cgroup driver: cgroupfs or systemd; must match the runtime's [cgroupDriver]")
+	fs.StringVar(&f.cgroupDriver, "cgroup-driver", kubeletv1alpha1.DefaultCgroupDriver, "cgroup driver: cgroupfs (systemd is refused at start-up: not supported yet); containerd must match [cgroupDriver]")
 	fs.StringVar(&f.cgroupRoot, "cgroup-root", kubeletv1alpha1.DefaultCgroupRoot, "cgroup under which pod cgroups are made [cgroupRoot]")
 	fs.BoolVar(&f.failSwapOn, "fail-swap-on", true, "refuse to start when swap is on [failSwapOn]")
 

@@ -52,6 +52,9 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	if err := cm.CheckSwap("/proc/swaps", cfg.FailSwapOn == nil || *cfg.FailSwapOn); err != nil {
 		return err
 	}
+	if err := cm.CheckCgroupDriver(cfg.CgroupDriver); err != nil {
+		return err
+	}
 	rootDir, err := filepath.Abs(o.RootDir)
 	if err != nil {
 		return fmt.Errorf("root dir %q: %w", o.RootDir, err)
