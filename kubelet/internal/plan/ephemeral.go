@@ -35,11 +35,17 @@ func (p *planner) ephemeralContainers(sb Sandbox) {
 	}
 }
 
-// everRan reports whether any instance of the named container exists in any of the pod's
-// sandboxes.
+// everRan reports whether the named container was ever created: an instance exists in one of
+// the pod's sandboxes, or the pod's status reports one (its sandbox was replaced and removed
+// since, which must not start it again).
 func (p *planner) everRan(name string) bool {
 	for _, c := range p.in.Observed.Containers {
 		if c.Name == name {
+			return true
+		}
+	}
+	for _, s := range p.in.Pod.Status.EphemeralContainerStatuses {
+		if s.Name == name && s.ContainerID != "" {
 			return true
 		}
 	}

@@ -75,6 +75,27 @@ func TestEphemeralContainers(t *testing.T) {
 			want: []string{"RemoveSandbox"},
 		},
 		{
+			name: "ran in a sandbox that is gone (the status says so): not started again",
+			pod: func() *v1.Pod {
+				p := base()
+				p.Status.EphemeralContainerStatuses = []v1.ContainerStatus{{Name: "debug", ContainerID: "containerd://old"}}
+				return p
+			}(),
+			obs: Observed{Sandboxes: []Sandbox{{ID: "sb", Ready: true, Attempt: 1}}, Containers: []Container{running(base(), "app", 1)}},
+		},
+		{
+			name: "status lists it without a container (never created): started",
+			pod: func() *v1.Pod {
+				p := base()
+				p.Status.EphemeralContainerStatuses = []v1.ContainerStatus{{Name: "debug", State: v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: "ErrImagePull"}}}}
+				return p
+			}(),
+			obs:         Observed{Sandboxes: []Sandbox{ready("sb")}, Containers: []Container{running(base(), "app", 0)}},
+			want:        []string{"StartContainer:debug"},
+			wantTarget:  "app-0",
+			wantWaiting: map[string]string{"debug": "ContainerCreating"},
+		},
+		{
 			name:        "target not running yet: waits with a config error instead of starting unshared",
 			pod:         base(),
 			obs:         Observed{Sandboxes: []Sandbox{ready("sb")}, Containers: []Container{exited(base(), "app", 0, 1, t0)}},

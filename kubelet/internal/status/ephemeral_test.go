@@ -52,6 +52,17 @@ func TestEphemeralContainerStatuses(t *testing.T) {
 			wantState: "waiting:ContainerCreating", wantReady: true,
 		},
 		{
+			name: "ran, container gone with its sandbox: ended, not creating",
+			pod: func() *v1.Pod {
+				p := debugPod()
+				p.Status.EphemeralContainerStatuses = []v1.ContainerStatus{{Name: "debug", Image: "busybox:dbg", ContainerID: "containerd://debug0", ImageID: "sha256:abc",
+					State: v1.ContainerState{Running: &v1.ContainerStateRunning{}}}}
+				return p
+			}(),
+			rs:        []plan.Container{ctr("a", 0, plan.StateRunning, 0), ctr("b", 0, plan.StateRunning, 0)},
+			wantState: "terminated", wantReady: true,
+		},
+		{
 			name:      "no ephemeral containers: no statuses",
 			pod:       func() *v1.Pod { p := debugPod(); p.Spec.EphemeralContainers = nil; return p }(),
 			rs:        []plan.Container{ctr("a", 0, plan.StateRunning, 0), ctr("b", 0, plan.StateRunning, 0)},
