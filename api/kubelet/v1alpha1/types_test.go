@@ -2,68 +2,21 @@ package v1alpha1
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
+
+	"github.com/kubenode/kubenode/api/internal/configtest"
 )
 
-func load(t *testing.T, data []byte) *KubeletConfiguration {
-	t.Helper()
-	var c KubeletConfiguration
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		t.Fatalf("strict unmarshal: %v", err)
-	}
-	return &c
-}
-
 func TestRoundTrip(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := load(t, data)
-			SetDefaults(c)
-			if errs := Validate(c); len(errs) != 0 {
-				t.Fatalf("testdata must be valid after defaulting: %v", errs.ToAggregate())
-			}
-			out, err := yaml.Marshal(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			again := load(t, out)
-			if !reflect.DeepEqual(c, again) {
-				t.Fatalf("round trip changed the object:\nfirst  %+v\nsecond %+v\nyaml:\n%s", c, again, out)
-			}
-			SetDefaults(again)
-			if !reflect.DeepEqual(c, again) {
-				t.Fatalf("SetDefaults is not idempotent")
-			}
-		})
-	}
+	configtest.RoundTrip(t, SetDefaults, Validate)
 }
 
 func TestFullFileKeepsEveryValue(t *testing.T) {
-	data, err := os.ReadFile("testdata/full.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := load(t, data)
-	before := *c
-	SetDefaults(c)
-	if !reflect.DeepEqual(before, *c) {
-		t.Fatalf("full.yaml sets every field, so defaulting must change nothing:\nbefore %+v\nafter  %+v", before, *c)
-	}
+	configtest.KeepsEveryValue(t, "testdata/full.yaml", SetDefaults)
 }
 
 func TestDefaults(t *testing.T) {
