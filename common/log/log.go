@@ -67,6 +67,18 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// WithFile returns the options to log with once a configuration file is loaded: the file's
+// format (which holds --logging-format when that was set, as the commands apply it as an
+// override) and its verbosity, unless --log-level or -v was set on fs: a level given on the
+// command line wins over the file's.
+func (o Options) WithFile(fs *pflag.FlagSet, format string, verbosity uint32) Options {
+	out := Options{Level: strconv.FormatUint(uint64(verbosity), 10), Format: format}
+	if fs.Changed("log-level") || fs.Changed("v") {
+		out.Level = o.Level
+	}
+	return out
+}
+
 // New returns a logger named component that writes to stderr, and makes klog
 // write through it.
 //

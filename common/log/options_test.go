@@ -76,6 +76,33 @@ func TestAddFlags(t *testing.T) {
 	}
 }
 
+func TestWithFile(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want Options
+	}{
+		{"file's verbosity and format without flags", nil, Options{Level: "3", Format: "json"}},
+		{"--log-level wins", []string{"--log-level=error"}, Options{Level: "error", Format: "json"}},
+		{"-v wins", []string{"-v=5"}, Options{Level: "5", Format: "json"}},
+		{"--logging-format alone keeps the file's verbosity", []string{"--logging-format=text"}, Options{Level: "3", Format: "json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var o Options
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			o.AddFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			// The file's format is passed as loaded: the commands copy --logging-format into it.
+			if got := o.WithFile(fs, "json", 3); got != tt.want {
+				t.Fatalf("WithFile after %q = %+v, want %+v", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestNewRejectsInvalidOptions(t *testing.T) {
 	if _, err := New(Options{Format: "xml"}, "test"); err == nil || !strings.Contains(err.Error(), "--logging-format") {
 		t.Fatalf("New with a bad format = %v, want an error naming --logging-format", err)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/kubenode/kubenode/common/config/flagsets"
 	"github.com/kubenode/kubenode/common/hostname"
 	"github.com/kubenode/kubenode/common/log"
+	"github.com/kubenode/kubenode/common/startup"
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubelet/internal/kubeletconfig"
 )
@@ -120,18 +120,19 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 			if f.parsedEviction, err = parseEvictionHard(f.evictionHard); err != nil {
 				return err
 			}
-			cfg, warnings, err := kubeletconfig.LoadWithOverrides(o.ConfigFile, func(c *kubeletv1alpha1.KubeletConfiguration) error {
-				return config.ApplyChanged(cmd.Flags(), c, overrides(&f, &logOpts))
+			cfg, logger, err := startup.Load(startup.Config[kubeletv1alpha1.KubeletConfiguration]{
+				Component:  Component,
+				ConfigFile: o.ConfigFile,
+				Flags:      cmd.Flags(),
+				Overrides:  overrides(&f, &logOpts),
+				LogOptions: logOpts,
+				LoadFile:   kubeletconfig.LoadWithOverrides,
+				Logging: func(c *kubeletv1alpha1.KubeletConfiguration) (string, uint32) {
+					return c.Logging.Format, c.Logging.Verbosity
+				},
 			})
 			if err != nil {
 				return err
-			}
-			logger, err := log.New(effectiveLogOptions(cmd, logOpts, cfg.Logging), Component)
-			if err != nil {
-				return err
-			}
-			for _, w := range warnings {
-				logger.Warn("configuration field ignored", zap.String("config", o.ConfigFile), zap.String("detail", w))
 			}
 			logger.Info("starting", zap.String("version", version.Get(Component).String()))
 			return runner(cmd.Context(), o, cfg, logger)
@@ -221,15 +222,6 @@ func overrides(f *flagValues, logOpts *log.Options) config.Overrides[kubeletv1al
 		"authorization-mode":         func(c *C) { c.Authorization.Mode = f.authorizationMode },
 		"logging-format":             func(c *C) { c.Logging.Format = logOpts.Format },
 	}
-}
-
-// effectiveLogOptions applies the file's logging settings unless a logging flag was set.
-func effectiveLogOptions(cmd *cobra.Command, flags log.Options, file kubeletv1alpha1.LoggingConfiguration) log.Options {
-	out := log.Options{Level: strconv.FormatUint(uint64(file.Verbosity), 10), Format: file.Format}
-	if cmd.Flags().Changed("log-level") || cmd.Flags().Changed("v") {
-		out.Level = flags.Level
-	}
-	return out
 }
 
 // parseNodeIPs parses --node-ip: one IP, or an IPv4 and an IPv6 address separated by a comma.

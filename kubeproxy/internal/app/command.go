@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/kubenode/kubenode/common/config/flagsets"
 	"github.com/kubenode/kubenode/common/hostname"
 	"github.com/kubenode/kubenode/common/log"
+	"github.com/kubenode/kubenode/common/startup"
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubeproxy/internal/proxyconfig"
 )
@@ -91,18 +91,19 @@ kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration); flags set on the comma
 			if err := logOpts.Validate(); err != nil {
 				return err
 			}
-			cfg, warnings, err := proxyconfig.LoadWithOverrides(o.ConfigFile, func(c *proxyv1alpha1.KubeProxyConfiguration) error {
-				return config.ApplyChanged(cmd.Flags(), c, overrides(&f, &logOpts))
+			cfg, logger, err := startup.Load(startup.Config[proxyv1alpha1.KubeProxyConfiguration]{
+				Component:  Component,
+				ConfigFile: o.ConfigFile,
+				Flags:      cmd.Flags(),
+				Overrides:  overrides(&f, &logOpts),
+				LogOptions: logOpts,
+				LoadFile:   proxyconfig.LoadWithOverrides,
+				Logging: func(c *proxyv1alpha1.KubeProxyConfiguration) (string, uint32) {
+					return c.Logging.Format, c.Logging.Verbosity
+				},
 			})
 			if err != nil {
 				return err
-			}
-			logger, err := log.New(effectiveLogOptions(cmd, logOpts, cfg.Logging), Component)
-			if err != nil {
-				return err
-			}
-			for _, w := range warnings {
-				logger.Warn("configuration field ignored", zap.String("config", o.ConfigFile), zap.String("detail", w))
 			}
 			logger.Info("starting", zap.String("version", version.Get(Component).String()), zap.String("mode", string(cfg.Mode)))
 			return runner(cmd.Context(), o, cfg, logger)
@@ -204,13 +205,4 @@ func overrides(f *flagValues, logOpts *log.Options) config.Overrides[proxyv1alph
 		"profiling":                         func(c *C) { c.EnableProfiling = f.profiling },
 		"logging-format":                    func(c *C) { c.Logging.Format = logOpts.Format },
 	}
-}
-
-// effectiveLogOptions applies the file's logging settings unless a logging flag was set.
-func effectiveLogOptions(cmd *cobra.Command, flags log.Options, file proxyv1alpha1.LoggingConfiguration) log.Options {
-	out := log.Options{Level: strconv.FormatUint(uint64(file.Verbosity), 10), Format: file.Format}
-	if cmd.Flags().Changed("log-level") || cmd.Flags().Changed("v") {
-		out.Level = flags.Level
-	}
-	return out
 }
