@@ -3,17 +3,15 @@ package app
 import (
 	"bytes"
 	"context"
-	"errors"
 	"maps"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
 
 	kubeletv1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
+	"github.com/kubenode/kubenode/common/commandtest"
 )
 
 // execute runs the command in-process with a runner that records what run would get.
@@ -37,11 +35,7 @@ func execute(t *testing.T, args ...string) (*Options, *kubeletv1alpha1.KubeletCo
 
 func writeConfig(t *testing.T, data string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "kubelet.yaml")
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return commandtest.WriteFile(t, "kubelet.yaml", data)
 }
 
 const badConfig = `apiVersion: kubelet.config.kubenode.io/v1alpha1
@@ -59,15 +53,11 @@ func TestBadConfigListsEveryProblem(t *testing.T) {
 	if err == nil || cfg != nil {
 		t.Fatalf("a bad config must fail before run: err=%v", err)
 	}
-	for _, want := range []string{
-		path + ": 2 problems:",
+	commandtest.ContainsAll(t, "error", err.Error(),
+		path+": 2 problems:",
 		"line 5: authentication.webhook.cacheTtl: unknown field",
 		"line 6: maxPods: Invalid value: -1: must be at least 1",
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error does not contain %q:\n%v", want, err)
-		}
-	}
+	)
 }
 
 func TestFlagsOverrideConfigFile(t *testing.T) {
@@ -190,34 +180,10 @@ func TestVersionAndHelp(t *testing.T) {
 
 // TestBinary builds the real binary with the Makefile's version stamping and checks what a user sees.
 func TestBinary(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go tool is needed to build the binary: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "kubelet")
-	pkg := "github.com/kubenode/kubenode/common/version"
-	build := exec.Command(goTool, "build", "-o", bin, "-ldflags",
-		"-X "+pkg+".gitVersion=v9.8.7 -X "+pkg+".gitCommit=0123456789abcdef", "github.com/kubenode/kubenode/kubelet/cmd/kubelet")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := commandtest.Build(t, "github.com/kubenode/kubenode/kubelet/cmd/kubelet")
 	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "kubelet v9.8.7 (commit 0123456789abcdef") {
+	if err != nil || !strings.Contains(string(out), "kubelet "+commandtest.Version+" (commit "+commandtest.Commit) {
 		t.Fatalf("--version: %v: %s", err, out)
 	}
-	path := writeConfig(t, badConfig)
-	cmd := exec.Command(bin, "--config", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("bad config: want exit code 1, got %v", err)
-	}
-	for _, want := range []string{"authentication.webhook.cacheTtl: unknown field", "maxPods: Invalid value"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
-		}
-	}
+	commandtest.ExpectExit(t, bin, []string{"--config", writeConfig(t, badConfig)}, 1, "authentication.webhook.cacheTtl: unknown field", "maxPods: Invalid value")
 }
