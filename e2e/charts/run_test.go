@@ -1,18 +1,14 @@
 package charts
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/kubenode/kubenode/e2e/cluster"
 	"github.com/kubenode/kubenode/e2e/images"
-	"github.com/vishvananda/netlink"
+	"github.com/kubenode/kubenode/e2e/netnstest"
 	"github.com/vishvananda/netns"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -117,19 +113,19 @@ current-context: c
 	}
 	args = append(args, "--kubeconfig="+kubeconfig)
 
-	ns := anonNS(t)
-	relay := newRelay(t, ns, hostPortOf(t, c.Server()))
-	defer relay.Close()
+	ns := netnstest.New(t)
+	netnstest.NewRelay(t, ns, hostPortOf(t, c.Server()))
 	logPath := filepath.Join(work, "kube-proxy.log")
 	stop := startInNS(t, ns, exe, args, logPath)
 	defer stop()
 
 	start := time.Now()
 	port := container.LivenessProbe.HTTPGet.Port.IntValue()
+	client := netnstest.NewClient(ns, 2*time.Second)
 	var last string
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		code, body, err := getInNS(ns, fmt.Sprintf("127.0.0.1:%d", port), container.LivenessProbe.HTTPGet.Path)
+		code, body, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, container.LivenessProbe.HTTPGet.Path))
 		last = fmt.Sprintf("%d %s %v", code, body, err)
 		if err == nil && code == http.StatusOK {
 			var st struct {
@@ -203,111 +199,6 @@ func extractBinary(t *testing.T, tarballPath, path, dir string) string {
 	return exe
 }
 
-// onFreshThread runs fn on a goroutine locked to its thread and never unlocked, so a thread whose
-// network namespace fn changed is thrown away rather than reused.
-func onFreshThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-func inNS(ns netns.NsHandle, fn func() error) error {
-	return onFreshThread(func() error {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter netns: %w", err)
-		}
-		return fn()
-	})
-}
-
-// anonNS makes an unnamed network namespace with loopback up; it disappears when its handle is
-// closed at test end and nothing runs in it any more.
-func anonNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	var ns netns.NsHandle
-	err := onFreshThread(func() error {
-		var err error
-		ns, err = netns.New()
-		if err != nil {
-			return err
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	})
-	if err != nil {
-		t.Fatalf("network namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-// relay listens on addr inside ns and forwards to addr on the host's loopback, so the API
-// server's kubeconfig works unchanged inside the namespace.
-type relay struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newRelay(t *testing.T, ns netns.NsHandle, addr string) *relay {
-	t.Helper()
-	r := &relay{}
-	if err := inNS(ns, func() error {
-		var err error
-		r.ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("relay on %s in the namespace: %v", addr, err)
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			in, err := r.ln.Accept()
-			if err != nil {
-				return
-			}
-			// Not locked: this goroutine's thread is in the host namespace.
-			out, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, in, out)
-			r.mu.Unlock()
-			r.wg.Add(2)
-			go r.pipe(in, out)
-			go r.pipe(out, in)
-		}
-	}()
-	return r
-}
-
-func (r *relay) pipe(dst, src net.Conn) {
-	defer r.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-func (r *relay) Close() {
-	r.ln.Close()
-	r.mu.Lock()
-	for _, c := range r.conns {
-		c.Close()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-}
-
 // startInNS runs exe in ns (forked from a thread inside it) and returns a function that stops it
 // and waits for it.
 func startInNS(t *testing.T, ns netns.NsHandle, exe string, args []string, logPath string) func() {
@@ -320,7 +211,7 @@ func startInNS(t *testing.T, ns netns.NsHandle, exe string, args []string, logPa
 	cmd.Stdout, cmd.Stderr = f, f
 	// No Pdeathsig: it fires when the forking thread exits, and that thread is thrown away at once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := inNS(ns, cmd.Start); err != nil {
+	if err := netnstest.Start(ns, cmd); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", exe, err)
 	}
@@ -340,31 +231,4 @@ func startInNS(t *testing.T, ns netns.NsHandle, exe string, args []string, logPa
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-// getInNS does one HTTP/1.0 GET of path on addr from inside ns. The connection is dialled on the
-// namespace's thread itself: http.Transport would dial on another goroutine, outside ns.
-func getInNS(ns netns.NsHandle, addr, path string) (int, string, error) {
-	var code int
-	var body []byte
-	err := inNS(ns, func() error {
-		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		code = resp.StatusCode
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
-	return code, string(body), err
 }

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kubenode/kubenode/e2e/cluster"
+	"github.com/kubenode/kubenode/e2e/netnstest"
 )
 
 // Environment variables the make target sets.
@@ -105,7 +106,7 @@ func startKubeProxy(t *testing.T, ns netns.NsHandle, logPath string, args ...str
 	cmd := exec.Command(binFromEnv(t, kubeProxyBinEnv), args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := startInNS(ns, cmd); err != nil {
+	if err := netnstest.Start(ns, cmd); err != nil {
 		f.Close()
 		t.Fatalf("start kube-proxy: %v", err)
 	}

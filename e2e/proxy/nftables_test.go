@@ -19,6 +19,8 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kubenode/kubenode/e2e/netnstest"
 )
 
 // Addresses inside the throwaway node namespace: nothing outside it sees them.
@@ -49,38 +51,38 @@ func TestKubeProxyNFTables(t *testing.T) {
 	// The node namespace and its pods, routed (no bridge): every packet between pods crosses
 	// the node namespace's forwarding path, where kube-proxy's rules act.
 	nodeName := "kubenode-test-proxy-" + id
-	node := namedNS(t, nodeName)
+	node := netnstest.NewNamed(t, nodeName)
 	sysctl(t, node, "net.ipv4.ip_forward", "1")
 	// An uplink with the default route, as a real node has: without a route covering Service
 	// IPs, packets to a Service without endpoints die in routing before the filter hooks.
-	outside := anonNS(t)
+	outside := netnstest.New(t)
 	podLink(t, node, outside, "up0", "10.201.0.2/24", "10.201.0.1/24")
-	if err := nlHandle(t, node).RouteAdd(&netlink.Route{Gw: net.ParseIP("10.201.0.1")}); err != nil {
+	if err := netnstest.Netlink(t, node).RouteAdd(&netlink.Route{Gw: net.ParseIP("10.201.0.1")}); err != nil {
 		t.Fatalf("node default route: %v", err)
 	}
-	clientNS := anonNS(t)
+	clientNS := netnstest.New(t)
 	podLink(t, node, clientNS, "cli0", nodeIP+"/24", clientPodIP+"/24")
 	for i := 1; i <= 3; i++ {
-		pod := anonNS(t)
+		pod := netnstest.New(t)
 		podLink(t, node, pod, fmt.Sprintf("be%d", i), fmt.Sprintf("10.200.%d.1/24", i+1), backendIP(i)+"/24")
 		serveName(t, pod, fmt.Sprintf(":%d", backendPort), fmt.Sprintf("backend-%d", i))
 	}
-	relay := newLoopbackRelay(t, node, hostPort(t, cp.Server()))
+	relay := netnstest.NewRelay(t, node, hostPort(t, cp.Server()))
 	createNode(t, admin, nodeName, nodeIP)
 
 	kp := startKubeProxy(t, node, filepath.Join(stateDir, "kube-proxy.log"),
 		"--kubeconfig="+cp.KubeProxyKubeconfig(), "--hostname-override="+nodeName,
 		"--proxy-mode=nftables", "--cluster-cidr="+clusterCIDR, "--v=2")
 	// Node-local endpoints (healthz, metrics) are asked from inside the node namespace.
-	nodeClient := newNSClient(node, 2*time.Second)
+	nodeClient := netnstest.NewClient(node, 2*time.Second)
 	// Generous: this machine may be loaded, and a late answer is not a wrong one.
-	client := newNSClient(clientNS, 3*time.Second)
+	client := netnstest.NewClient(clientNS, 3*time.Second)
 
 	eventually(t, 30*time.Second, 100*time.Millisecond, "kube-proxy healthz 200 on :10256", func() error {
 		if !kp.running() {
 			t.Fatalf("kube-proxy exited: %v", kp.err)
 		}
-		code, body, err := nodeClient.get("http://127.0.0.1:10256/healthz")
+		code, body, err := nodeClient.Get("http://127.0.0.1:10256/healthz")
 		if err != nil {
 			return err
 		}
@@ -127,7 +129,7 @@ func TestKubeProxyNFTables(t *testing.T) {
 	t.Run("NodePortReachesEveryBackend", func(t *testing.T) {
 		seen := map[string]bool{}
 		for i := 0; i < 200 && len(seen) < 3; i++ {
-			_, body, err := client.get(nodePortURL)
+			_, body, err := client.Get(nodePortURL)
 			if err != nil {
 				t.Fatalf("GET %s: %v", nodePortURL, err)
 			}
@@ -139,11 +141,11 @@ func TestKubeProxyNFTables(t *testing.T) {
 	})
 
 	t.Run("HealthzAndMetrics", func(t *testing.T) {
-		code, body, err := nodeClient.get("http://127.0.0.1:10256/healthz")
+		code, body, err := nodeClient.Get("http://127.0.0.1:10256/healthz")
 		if err != nil || code != 200 {
 			t.Errorf("healthz: %d %q %v, want 200", code, body, err)
 		}
-		code, body, err = nodeClient.get("http://127.0.0.1:10249/metrics")
+		code, body, err = nodeClient.Get("http://127.0.0.1:10249/metrics")
 		if err != nil || code != 200 {
 			t.Fatalf("metrics: %d %v, want 200", code, err)
 		}
@@ -153,7 +155,7 @@ func TestKubeProxyNFTables(t *testing.T) {
 			}
 		}
 		// Metrics are for the node only: 127.0.0.1, not the node's address.
-		if _, _, err := nodeClient.get(fmt.Sprintf("http://%s:10249/metrics", nodeIP)); err == nil {
+		if _, _, err := nodeClient.Get(fmt.Sprintf("http://%s:10249/metrics", nodeIP)); err == nil {
 			t.Errorf("metrics answer on %s:10249, want 127.0.0.1 only", nodeIP)
 		}
 	})
@@ -179,7 +181,7 @@ func TestKubeProxyNFTables(t *testing.T) {
 		t.Logf("slice deleted at %s", time.Now().UTC().Format("15:04:05.000"))
 		var last error
 		for time.Since(start) < programmingBudget {
-			_, _, err := client.get(clusterURL)
+			_, _, err := client.Get(clusterURL)
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				t.Logf("service without endpoints rejects %s after the slice was deleted", time.Since(start).Round(time.Millisecond))
 				return
@@ -206,7 +208,7 @@ func TestKubeProxyNFTables(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		n := 0
 		for time.Now().Before(deadline) {
-			if _, body, err := client.get(clusterURL); err != nil || !strings.HasPrefix(body, "backend-") {
+			if _, body, err := client.Get(clusterURL); err != nil || !strings.HasPrefix(body, "backend-") {
 				t.Fatalf("request %d with the API server down: %q %v", n, body, err)
 			}
 			n++
@@ -226,7 +228,7 @@ func TestKubeProxyNFTables(t *testing.T) {
 		cmd := exec.Command(binFromEnv(t, kubeProxyBinEnv), "cleanup")
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := startInNS(node, cmd); err != nil {
+		if err := netnstest.Start(node, cmd); err != nil {
 			t.Fatal(err)
 		}
 		if err := cmd.Wait(); err != nil {
@@ -235,7 +237,7 @@ func TestKubeProxyNFTables(t *testing.T) {
 		if names := tables(t, node); len(names) != 0 {
 			t.Errorf("after kube-proxy cleanup the node namespace has nftables tables %v, want none", names)
 		}
-		if _, _, err := client.get(clusterURL); err == nil {
+		if _, _, err := client.Get(clusterURL); err == nil {
 			t.Errorf("%s still answers after cleanup", clusterURL)
 		}
 	})
@@ -263,7 +265,7 @@ func endpointSlice(ns, name, svc, nodeName string, backends ...int) *discovery.E
 
 // waitAnswers sends requests until every one of want has answered, and fails if that takes
 // longer than programmingBudget from start (the moment the API accepted the change).
-func waitAnswers(t *testing.T, c *nsClient, url string, start time.Time, want ...string) {
+func waitAnswers(t *testing.T, c *netnstest.Client, url string, start time.Time, want ...string) {
 	t.Helper()
 	missing := map[string]bool{}
 	for _, w := range want {
@@ -274,7 +276,7 @@ func waitAnswers(t *testing.T, c *nsClient, url string, start time.Time, want ..
 		if time.Since(start) > programmingBudget {
 			t.Fatalf("%s: %v not answering %s after the change (last error: %v)", url, keys(missing), programmingBudget, last)
 		}
-		_, body, err := c.get(url)
+		_, body, err := c.Get(url)
 		if err != nil {
 			last = err
 			time.Sleep(5 * time.Millisecond)
@@ -287,12 +289,12 @@ func waitAnswers(t *testing.T, c *nsClient, url string, start time.Time, want ..
 
 // waitGone waits until gone stops answering: the first request after which 100 in a row come
 // from others (or fail) must be within programmingBudget of start.
-func waitGone(t *testing.T, c *nsClient, url string, start time.Time, gone string) time.Duration {
+func waitGone(t *testing.T, c *netnstest.Client, url string, start time.Time, gone string) time.Duration {
 	t.Helper()
 	var lastSeen time.Duration
 	clean := 0
 	for clean < 100 {
-		_, body, err := c.get(url)
+		_, body, err := c.Get(url)
 		switch {
 		case err != nil:
 			t.Fatalf("GET %s while %s leaves: %v", url, gone, err)
