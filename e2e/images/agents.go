@@ -1,11 +1,9 @@
 package images
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +13,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"go.uber.org/zap"
 )
@@ -160,7 +156,7 @@ func agentImage(o AgentOptions, imgName, binary, ref, path string, busybox []byt
 			l.symlink("/bin/"+a, "busybox")
 		}
 	}
-	img, err := assembleAgent(&l, v1.Config{
+	img, err := assemble(&l, v1.Config{
 		Entrypoint: []string{path},
 		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
 		Labels: map[string]string{
@@ -193,35 +189,4 @@ func agentImage(o AgentOptions, imgName, binary, ref, path string, busybox []byt
 		return AgentImage{}, fmt.Errorf("images: reload %s: %w", file, err)
 	}
 	return AgentImage{Image: Image{Refs: []string{ref}, Image: img}, Path: file}, nil
-}
-
-// assembleAgent is assemble taking a pointer: closing the tar writer must finish the buffer
-// that the layer then reads.
-func assembleAgent(l *layerBuilder, cfg v1.Config) (v1.Image, error) {
-	if l.err == nil && l.tw != nil {
-		l.err = l.tw.Close()
-	}
-	if l.err != nil {
-		return nil, fmt.Errorf("layer tar: %w", l.err)
-	}
-	data := l.buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS = "linux"
-	cf.Architecture = runtime.GOARCH
-	cf.Config = cfg
-	return mutate.ConfigFile(img, cf)
 }

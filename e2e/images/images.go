@@ -38,7 +38,7 @@ const (
 )
 
 // builderVersion is part of every cache key: bump it when the way images are assembled changes.
-const builderVersion = "1"
+const builderVersion = "2"
 
 // Hosts returns the registry hosts whose images the local registry serves.
 func Hosts() []string { return []string{"registry.k8s.io", "docker.io", "registry.kubenode.test"} }
@@ -201,7 +201,7 @@ func (b builder) goImage(ctx context.Context, dir, ref string) (Image, error) {
 		}
 		var l layerBuilder
 		l.file("/"+dir, data, 0o755)
-		return assemble(l, v1.Config{
+		return assemble(&l, v1.Config{
 			Entrypoint: []string{"/" + dir},
 			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		})
@@ -253,7 +253,7 @@ func (b builder) busybox(ctx context.Context) (Image, error) {
 		}
 		l.file("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
 		l.file("/etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
-		return assemble(l, v1.Config{
+		return assemble(&l, v1.Config{
 			Cmd: []string{"sh"},
 			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		})
@@ -271,7 +271,10 @@ done
 exit $rc
 `
 
-func assemble(l layerBuilder, cfg v1.Config) (v1.Image, error) {
+// assemble makes a linux image for this architecture from l's one layer and cfg. l is a pointer:
+// closing its tar writer finishes the very buffer the layer then reads (a copy would miss the
+// last entry's padding and the end-of-archive blocks).
+func assemble(l *layerBuilder, cfg v1.Config) (v1.Image, error) {
 	layer, err := l.layer()
 	if err != nil {
 		return nil, err

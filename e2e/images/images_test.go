@@ -1,13 +1,17 @@
 package images
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -65,6 +69,7 @@ func TestBuildServeAndCache(t *testing.T) {
 			if len(cf.Config.Entrypoint) == 0 && len(cf.Config.Cmd) == 0 {
 				t.Errorf("%s has neither entrypoint nor cmd", tc.ref)
 			}
+			checkLayersComplete(t, img)
 		})
 	}
 
@@ -75,6 +80,40 @@ func TestBuildServeAndCache(t *testing.T) {
 		fi, err := os.Stat(p)
 		if err != nil || !fi.ModTime().Equal(before) {
 			t.Errorf("%s was rebuilt on the second Build", p)
+		}
+	}
+}
+
+// checkLayersComplete reads every layer of img as a tar stream to its end: every entry whole and
+// padded, and the end-of-archive blocks present (GNU tar and strict readers refuse less).
+func checkLayersComplete(t *testing.T, img v1.Image) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		tr := tar.NewReader(bytes.NewReader(data))
+		for {
+			_, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("layer %d is not a whole tar: %v", i, err)
+			}
+		}
+		if len(data)%512 != 0 || len(data) < 1024 || !bytes.Equal(data[len(data)-1024:], make([]byte, 1024)) {
+			t.Fatalf("layer %d (%d bytes) does not end with the two zero blocks that close a tar", i, len(data))
 		}
 	}
 }
