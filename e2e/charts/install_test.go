@@ -128,16 +128,16 @@ func releaseRevision(t *testing.T, h helmRunner, kubeconfig, release string) int
 	return st.Version
 }
 
-// Both charts install into a real control plane; upgrading kube-proxy's image changes its
-// DaemonSet and nothing else, not even the kubelet chart's release; uninstall removes only the
-// release's own objects; and the RBAC the charts ship grants what the components need.
-func TestInstallUpgradeUninstall(t *testing.T) {
-	h := newHelm(t)
+// startControlPlane runs the control plane from $KUBENODE_CONTROLPLANE_BIN with its state under
+// dir until the test ends, and returns it with an admin client. Without the binary the test is
+// skipped: make test-charts builds it.
+func startControlPlane(t *testing.T, dir string) (*cluster.Cluster, kubernetes.Interface) {
+	t.Helper()
 	bin := os.Getenv(cluster.BinaryEnv)
 	if bin == "" {
 		t.Skip(cluster.BinaryEnv + " not set: run through make test-charts (it builds the control plane with make controlplane)")
 	}
-	c, err := cluster.Start(context.Background(), cluster.Options{Binary: bin, StateDir: filepath.Join(t.TempDir(), "controlplane")})
+	c, err := cluster.Start(context.Background(), cluster.Options{Binary: bin, StateDir: filepath.Join(dir, "controlplane")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +150,15 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, cs
+}
+
+// Both charts install into a real control plane; upgrading kube-proxy's image changes its
+// DaemonSet and nothing else, not even the kubelet chart's release; uninstall removes only the
+// release's own objects; and the RBAC the charts ship grants what the components need.
+func TestInstallUpgradeUninstall(t *testing.T) {
+	h := newHelm(t)
+	c, cs := startControlPlane(t, t.TempDir())
 	kc := c.AdminKubeconfig()
 	helm := func(args ...string) string {
 		t.Helper()

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/kubenode/kubenode/e2e/cluster"
 	"github.com/kubenode/kubenode/e2e/images"
 	"github.com/kubenode/kubenode/e2e/netnstest"
 	"github.com/vishvananda/netns"
@@ -40,24 +39,8 @@ func TestKubeProxyRunsAsInstalled(t *testing.T) {
 		t.Skip("KUBENODE_IMAGES_DIR not set: run through make test-charts (it runs make images)")
 	}
 	h := newHelm(t)
-	bin := os.Getenv(cluster.BinaryEnv)
-	if bin == "" {
-		t.Skip(cluster.BinaryEnv + " not set: run through make test-charts (it builds the control plane with make controlplane)")
-	}
 	work := t.TempDir()
-	c, err := cluster.Start(context.Background(), cluster.Options{Binary: bin, StateDir: filepath.Join(work, "controlplane")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Logf("control plane stop: %v", err)
-		}
-	})
-	cs, _, err := c.Client(c.AdminKubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cs := startControlPlane(t, work)
 	ctx := context.Background()
 
 	h.mustRun(t, "install", "kube-proxy", chartDir(t, "kube-proxy"), "--namespace", kubeSystem, "--kubeconfig", c.AdminKubeconfig(),
