@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/kubenode/kubenode/e2e/cluster"
 	"github.com/kubenode/kubenode/kubeproxy/proxytest"
 )
 
@@ -22,24 +23,8 @@ import (
 // EndpointSlice changes reach the IPVS virtual server within 1 s each.
 func TestIPVSCoreProgramsWithin1s(t *testing.T) {
 	cp, admin := startControlPlane(t, t.TempDir())
-	ctx, cancel := context.WithCancel(context.Background())
-	kpClient, _, err := cp.Client(cp.KubeProxyKubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeName := "kubenode-test-ipvs-" + randomHex(t, 3)
-	x, err := proxytest.NewIPVS(kpClient, proxytest.Options{NodeName: nodeName, NodeIPs: []netip.Addr{netip.MustParseAddr(nodeIP)}}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- x.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("IPVS core: %v", err)
-		}
-	})
+	ctx := context.Background()
+	x, nodeName := runIPVSCore(t, cp)
 
 	ns := namespace(t, admin, "ipvs")
 	svc, err := admin.CoreV1().Services(ns).Create(ctx, &v1.Service{
@@ -130,24 +115,8 @@ func TestIPVSCoreProgramsWithin1s(t *testing.T) {
 // make test-ipvs), and editing the ranges follows within a second.
 func TestIPVSLoadBalancerSourceRanges(t *testing.T) {
 	cp, admin := startControlPlane(t, t.TempDir())
-	ctx, cancel := context.WithCancel(context.Background())
-	kpClient, _, err := cp.Client(cp.KubeProxyKubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeName := "kubenode-test-ipvs-" + randomHex(t, 3)
-	x, err := proxytest.NewIPVS(kpClient, proxytest.Options{NodeName: nodeName, NodeIPs: []netip.Addr{netip.MustParseAddr(nodeIP)}}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- x.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("IPVS core: %v", err)
-		}
-	})
+	ctx := context.Background()
+	x, nodeName := runIPVSCore(t, cp)
 
 	ns := namespace(t, admin, "ipvs-lbsr")
 	svcAPI := admin.CoreV1().Services(ns)
@@ -198,4 +167,29 @@ func TestIPVSLoadBalancerSourceRanges(t *testing.T) {
 	if d := time.Since(start); d > programmingBudget {
 		t.Errorf("ranges lifted %s after the Service update, want within %s", d.Round(time.Millisecond), programmingBudget)
 	}
+}
+
+// runIPVSCore runs kube-proxy's core with the IPVS backend in-process over its in-memory kernel,
+// with cp's kube-proxy identity, for a node with a fresh name, until the test ends.
+func runIPVSCore(t *testing.T, cp *cluster.Cluster) (*proxytest.IPVS, string) {
+	t.Helper()
+	kpClient, _, err := cp.Client(cp.KubeProxyKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeName := "kubenode-test-ipvs-" + randomHex(t, 3)
+	x, err := proxytest.NewIPVS(kpClient, proxytest.Options{NodeName: nodeName, NodeIPs: []netip.Addr{netip.MustParseAddr(nodeIP)}}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("IPVS core: %v", err)
+		}
+	})
+	return x, nodeName
 }
