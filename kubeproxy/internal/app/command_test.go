@@ -147,11 +147,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Config flags:", "Proxy flags:", "nftables flags:", "IPVS flags:", "Conntrack flags:", "Serving flags:", "Logging flags:", "General flags:", "--ipvs-strict-arp", "--proxy-mode"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("--help lacks %q:\n%s", want, out)
-		}
-	}
+	commandtest.ContainsAll(t, "--help", out, "Config flags:", "Proxy flags:", "nftables flags:", "IPVS flags:", "Conntrack flags:", "Serving flags:", "Logging flags:", "General flags:", "--ipvs-strict-arp", "--proxy-mode")
 }
 
 // TestBinary builds the real binary with the Makefile's version stamping and checks what a user sees.
