@@ -98,6 +98,11 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		rc.UserAgent = "kubenode-kubelet/" + version.Get(Component).Version
 		// Upstream's kubeAPIQPS/kubeAPIBurst: status patches, tokens, volume objects and the lease share it.
 		rc.QPS, rc.Burst = 50, 100
+		// Upstream's kubeAPIContentType default: protobuf costs the kubelet and the API server
+		// less CPU than JSON for the pod watch, events and tokens, which matters while a burst
+		// of pod starts shares the node's CPU with the runtime. Patches stay JSON.
+		rc.ContentType = "application/vnd.kubernetes.protobuf"
+		rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 		client, err = kubernetes.NewForConfig(rc)
 		if err != nil {
 			return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)
