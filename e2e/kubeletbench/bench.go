@@ -34,6 +34,9 @@ type Options struct {
 	ImageCacheDir string
 	// Pods is the size of the start-up burst; default 30.
 	Pods int
+	// Rounds is how many floor burst + kubelet burst pairs run, alternating; default 3. The
+	// headline overhead is the median of the rounds' differences.
+	Rounds int
 	// IdlePods is the pod count of the second idle measurement; default 100. At least Pods.
 	IdlePods int
 	// Window is each idle measurement's length; default 60 s, one full default syncFrequency, so
@@ -62,6 +65,9 @@ func (o *Options) validate() error {
 	if o.Pods == 0 {
 		o.Pods = 30
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+	}
 	if o.IdlePods == 0 {
 		o.IdlePods = 100
 	}
@@ -73,6 +79,9 @@ func (o *Options) validate() error {
 	}
 	if o.Pods < 1 {
 		errs = append(errs, fmt.Errorf("pods: %d, must be at least 1", o.Pods))
+	}
+	if o.Rounds < 1 {
+		errs = append(errs, fmt.Errorf("rounds: %d, must be at least 1", o.Rounds))
 	}
 	if o.IdlePods < o.Pods {
 		errs = append(errs, fmt.Errorf("idle pods: %d, must be at least pods (%d)", o.IdlePods, o.Pods))
@@ -134,14 +143,10 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 		return res, fmt.Errorf("pull %s: %w", images.Pause, err)
 	}
 
-	// The floor first, before the kubelet runs: no kubelet relist sees these foreign pods, and
-	// nothing but the control plane competes with them, as nothing but it competes with the
-	// kubelet's burst below.
 	// The first sandbox also creates the CNI bridge and the cgroup parents: a warm-up pod pays
-	// for that (the kubelet's burst finds them made), then one pod alone gives the uncontended
-	// floor for context, then the burst.
+	// for that (every burst after it finds them made), then one pod alone gives the uncontended
+	// floor for context. Both run before the kubelet starts.
 	floorLogs := filepath.Join(n.stateDir, "cri-floor-logs")
-	log.Info("CRI floor", zap.Int("pods", o.Pods))
 	for i := range 2 {
 		single, err := criFloor(ctx, rs, 1, images.Pause, n.cgroupRoot, floorLogs)
 		if err != nil {
@@ -150,14 +155,6 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 		if i == 1 {
 			res.CRISingle = single[0].started
 		}
-	}
-	floor, err := criFloor(ctx, rs, o.Pods, images.Pause, n.cgroupRoot, floorLogs)
-	if err != nil {
-		return res, err
-	}
-	for _, f := range floor {
-		res.CRIFloor = append(res.CRIFloor, f.started)
-		res.CRIFloorCreated = append(res.CRIFloorCreated, f.created)
 	}
 
 	if err := n.namespace(ctx, benchNamespace); err != nil {
@@ -207,29 +204,69 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	}
 	res.Idle = append(res.Idle, u)
 
-	log.Info("pod start burst", zap.Int("pods", o.Pods))
-	burst := make([]*v1.Pod, o.Pods)
-	for i := range burst {
-		burst[i] = benchPod(benchNamespace, fmt.Sprintf("start-%02d", i), n.name, images.Pause)
+	// Rounds alternate a floor burst with a kubelet burst, each alone on the node: the floor's
+	// pods are removed before the kubelet's burst, and the kubelet's pods deleted and torn down
+	// before the next floor. The kubelet keeps running through the floor bursts: it ignores
+	// sandboxes and containers without the io.kubernetes.pod.uid label (kubelet/internal/runtime
+	// skips them when listing), so it neither adopts nor kills the floor's pods, and its
+	// cgroup and volume cleanup are keyed by the UIDs it knows.
+	var made []created
+	for round := 1; round <= o.Rounds; round++ {
+		log.Info("CRI floor burst", zap.Int("round", round), zap.Int("pods", o.Pods))
+		floor, err := criFloor(ctx, rs, o.Pods, images.Pause, n.cgroupRoot, floorLogs)
+		if err != nil {
+			return res, fmt.Errorf("round %d: %w", round, err)
+		}
+		var floorStarted []time.Duration
+		for _, f := range floor {
+			floorStarted = append(floorStarted, f.started)
+			res.CRIFloorCreated = append(res.CRIFloorCreated, f.created)
+		}
+		res.CRIFloor = append(res.CRIFloor, floorStarted...)
+
+		log.Info("kubelet burst", zap.Int("round", round), zap.Int("pods", o.Pods))
+		burst := make([]*v1.Pod, o.Pods)
+		for i := range burst {
+			burst[i] = benchPod(benchNamespace, fmt.Sprintf("start-r%d-%02d", round, i), n.name, images.Pause)
+		}
+		if round == o.Rounds {
+			// The profile covers the last burst only, which is not deleted below.
+			prof.fetch(ctx, "profile?seconds=15", "burst-cpu.pprof")
+		}
+		made, err = createPods(ctx, n.admin, burst, 0)
+		if err != nil {
+			return res, fmt.Errorf("round %d: %w", round, err)
+		}
+		readyAt, err := waitReady(ctx, w, made, startTimeout, n.kubeletAlive)
+		if err != nil {
+			return res, fmt.Errorf("round %d: %w", round, err)
+		}
+		createdAt, runAt, err := runningAt(ctx, rs, made, 1)
+		if err != nil {
+			return res, fmt.Errorf("round %d: %w", round, err)
+		}
+		toRunning := latencies(made, runAt)
+		res.BoundToRunning = append(res.BoundToRunning, toRunning...)
+		res.BoundToReady = append(res.BoundToReady, latencies(made, readyAt)...)
+		res.BoundToCreated = append(res.BoundToCreated, latencies(made, createdAt)...)
+		res.RunningToReady = append(res.RunningToReady, between(made, runAt, readyAt)...)
+		res.CreateSpread = max(res.CreateSpread, spread(made))
+		rd := newRound(toRunning, floorStarted)
+		res.Rounds = append(res.Rounds, rd)
+		log.Info("round done", zap.Int("round", round), zap.Duration("floorP50", rd.FloorP50), zap.Duration("kubeletP50", rd.KubeletP50), zap.Duration("over", rd.Over()))
+
+		if round == o.Rounds {
+			break // the last burst's pods stay: the idle measurement below fills up from them
+		}
+		t0 := time.Now()
+		if err := n.deletePods(ctx, w, benchNamespace, 3*time.Minute); err != nil {
+			return res, fmt.Errorf("round %d: %w", round, err)
+		}
+		if err := waitSandboxesGone(ctx, rs, made, 3*time.Minute, n.kubeletAlive); err != nil {
+			return res, fmt.Errorf("round %d: %w", round, err)
+		}
+		log.Info("burst torn down", zap.Int("round", round), zap.Duration("took", time.Since(t0)))
 	}
-	prof.fetch(ctx, "profile?seconds=15", "burst-cpu.pprof")
-	made, err := createPods(ctx, n.admin, burst, 0)
-	if err != nil {
-		return res, err
-	}
-	readyAt, err := waitReady(ctx, w, made, startTimeout, n.kubeletAlive)
-	if err != nil {
-		return res, err
-	}
-	createdAt, runAt, err := runningAt(ctx, rs, made, 1)
-	if err != nil {
-		return res, err
-	}
-	res.BoundToReady = latencies(made, readyAt)
-	res.BoundToRunning = latencies(made, runAt)
-	res.BoundToCreated = latencies(made, createdAt)
-	res.CreateSpread = spread(made)
-	res.RunningToReady = between(made, runAt, readyAt)
 
 	more := o.IdlePods - o.Pods
 	log.Info("filling the node", zap.Int("pods", more))
