@@ -1,8 +1,9 @@
 // Package kubeletbench measures the kubelet the way an operator meets it: bin/kubelet as a
 // process on real containerd + runc + CNI (e2e/nodeenv) and the local control plane
 // (e2e/cluster), with images from e2e/images. One Run measures pod start latency for a burst of
-// pods created already bound to the node, the same burst issued straight over CRI (the floor the
-// kubelet cannot beat), and the kubelet's memory and CPU when idle with no pods and with many.
+// pods created already bound to the node against the same burst issued straight over CRI (the
+// floor the kubelet cannot beat), in alternating rounds, and the kubelet's memory and CPU when
+// idle with no pods and with many.
 package kubeletbench
 
 import (
