@@ -4,7 +4,7 @@
 # burst, kubelet burst; the overhead is the median of the rounds' differences), and the
 # kubelet's RSS and CPU idle with 0 and 100 pods, each beside its target. The table is also
 # kept in bin/kubelet-bench.md.
-KUBELET_BENCH_ROUNDS ?= 3
+KUBELET_BENCH_ROUNDS ?= 5
 
 BENCH_TARGETS += bench-kubelet
 TEST_TARGETS += test-kubeletbench

@@ -35,7 +35,7 @@ type Options struct {
 	ImageCacheDir string
 	// Pods is the size of the start-up burst; default 30.
 	Pods int
-	// Rounds is how many floor burst + kubelet burst pairs run, alternating; default 3. The
+	// Rounds is how many floor burst + kubelet burst pairs run, alternating; default 5. The
 	// headline overhead is the median of the rounds' differences.
 	Rounds int
 	// IdlePods is the pod count of the second idle measurement; default 100. At least Pods.
@@ -67,7 +67,7 @@ func (o *Options) validate() error {
 		o.Pods = 30
 	}
 	if o.Rounds == 0 {
-		o.Rounds = 3
+		o.Rounds = 5
 	}
 	if o.IdlePods == 0 {
 		o.IdlePods = 100

@@ -22,7 +22,7 @@ func main() {
 	flag.StringVar(&o.ControlPlaneBin, "controlplane", os.Getenv(cluster.BinaryEnv), "the kube-controlplane binary (default $"+cluster.BinaryEnv+")")
 	flag.StringVar(&o.ImageCacheDir, "image-cache", defaultImageCache(), "where the test images are cached")
 	flag.IntVar(&o.Pods, "pods", 30, "pods in the start-up burst")
-	flag.IntVar(&o.Rounds, "rounds", 3, "alternating CRI floor + kubelet burst rounds; the overhead is the median of their differences")
+	flag.IntVar(&o.Rounds, "rounds", 5, "alternating CRI floor + kubelet burst rounds; the overhead is the median of their differences")
 	flag.IntVar(&o.IdlePods, "idle-pods", 100, "running pods for the second idle measurement")
 	flag.DurationVar(&o.Window, "window", 60*time.Second, "length of each idle measurement")
 	flag.DurationVar(&o.Settle, "settle", 15*time.Second, "wait before each idle measurement")
