@@ -7,16 +7,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +23,7 @@ import (
 
 	"github.com/kubenode/kubenode/e2e/cluster"
 	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/kubeletharness"
 	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
@@ -54,22 +50,7 @@ type node struct {
 	admin      kubernetes.Interface
 	log        *zap.Logger
 
-	cmd     *exec.Cmd
-	logFile *os.File
-	exited  chan struct{}
-	exitErr error
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (containerd, CNI, cgroups)")
-	}
-	for _, bin := range []string{"containerd", "runc", "/usr/lib/cni/bridge", "/bin/busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins busybox-static", bin)
-		}
-	}
+	kubelet *kubeletharness.Kubelet // nil while stopped
 }
 
 func kubeletBin(t *testing.T) string {
@@ -88,46 +69,21 @@ func kubeletBin(t *testing.T) string {
 	return abs
 }
 
-func randomHex(t *testing.T, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func cacheDir() string {
-	if c := os.Getenv("KUBENODE_CACHE"); c != "" {
-		return filepath.Join(c, "images")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "kubenode", "images")
-}
+func randomHex(t *testing.T, n int) string { return kubeletharness.RandomHex(t, n) }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := kubeletharness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// hostIP is the address the node registers: the one with the default route.
-func hostIP(t *testing.T) string {
-	c, err := net.Dial("udp4", "192.0.2.1:9")
-	if err == nil {
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).IP.String()
-	}
-	return "127.0.0.1"
+	return p
 }
 
 // startNode brings up images, registry, containerd (+ a control plane when withAPI) and the
 // kubelet. Everything is torn down when the test ends.
 func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node {
 	t.Helper()
-	requireRoot(t)
+	kubeletharness.SkipWithoutNode(t)
 	bin := kubeletBin(t)
 	cpBin := os.Getenv(cpBinEnv)
 	if withAPI && cpBin == "" {
@@ -145,14 +101,14 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 	}
 	n := &node{
 		name: "e2e-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"), staticDir: filepath.Join(sd, "manifests"),
-		cgroupRoot: "/kubenode-test-" + id, nodeIP: hostIP(t), healthz: freePort(t), log: log,
+		cgroupRoot: "/kubenode-test-" + id, nodeIP: kubeletharness.HostIP(), healthz: freePort(t), log: log,
 	}
 	for _, d := range []string{n.rootDir, n.staticDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	imgs, err := images.Build(ctx, images.Options{CacheDir: cacheDir(), Log: log})
+	imgs, err := images.Build(ctx, images.Options{CacheDir: kubeletharness.ImageCacheDir(), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,37 +173,29 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 		}
 	}
 
-	cfg := map[string]any{
-		"apiVersion":               "kubelet.config.kubenode.io/v1alpha1",
-		"kind":                     "KubeletConfiguration",
-		"containerRuntimeEndpoint": env.Endpoint(),
-		"runtimeRequestTimeout":    "30s",
-		"staticPodPath":            n.staticDir,
-		"fileCheckFrequency":       "2s",
-		"syncFrequency":            "10s",
-		"healthzBindAddress":       "127.0.0.1",
-		"healthzPort":              n.healthz,
+	cfg := kubeletharness.BaseConfig(env.Endpoint(), n.cgroupRoot)
+	for k, v := range map[string]any{
+		"runtimeRequestTimeout": "30s",
+		"staticPodPath":         n.staticDir,
+		"fileCheckFrequency":    "2s",
+		"syncFrequency":         "10s",
+		"healthzBindAddress":    "127.0.0.1",
+		"healthzPort":           n.healthz,
 		// A port of its own for the :10250 API, so the suite runs beside a dev node or another kubelet.
 		"port":                      freePort(t),
-		"clusterDNS":                []string{"10.96.0.10"},
-		"clusterDomain":             "cluster.local",
-		"cgroupRoot":                n.cgroupRoot,
 		"nodeStatusUpdateFrequency": "2s",
 		"crashLoopBackOff": map[string]any{
 			"initialContainerRestartPeriod": "2s",
 			"maxContainerRestartPeriod":     "8s",
 		},
-		"failSwapOn": false,
-		// Like kind: a shared dev disk's free space must not put test nodes under disk pressure or
-		// let image GC remove the images the suites imported (the eviction suite sets its own).
-		"evictionHard":                map[string]string{"memory.available": "100Mi"},
-		"imageGCHighThresholdPercent": 100,
+	} {
+		cfg[k] = v
 	}
 	if tweak != nil {
 		tweak(cfg)
 	}
 	n.configFile = filepath.Join(sd, "kubelet.json")
-	if err := writeJSON(n.configFile, cfg); err != nil {
+	if err := kubeletharness.WriteConfig(n.configFile, cfg); err != nil {
 		t.Fatal(err)
 	}
 	n.startKubelet(t, bin)
@@ -256,85 +204,42 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 
 func (n *node) startKubelet(t *testing.T, bin string) {
 	t.Helper()
-	args := []string{"--config=" + n.configFile, "--root-dir=" + n.rootDir, "--hostname-override=" + n.name, "--node-ip=" + n.nodeIP}
-	if n.kubeconfig != "" {
-		args = append(args, "--kubeconfig="+n.kubeconfig)
-	}
-	f, err := os.OpenFile(filepath.Join(n.stateDir, "kubelet.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	k, err := kubeletharness.StartKubelet(bin, kubeletharness.KubeletArgs(n.configFile, n.rootDir, n.name, n.nodeIP, n.kubeconfig),
+		filepath.Join(n.stateDir, "kubelet.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n.cmd, n.logFile, n.exited = cmd, f, make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { n.exitErr = c.Wait(); close(done) }(cmd, n.exited)
+	n.kubelet = k
 }
 
 // stopKubelet stops the kubelet process (SIGTERM, then SIGKILL); its pods keep running.
 func (n *node) stopKubelet(t *testing.T) {
-	if n.cmd == nil {
+	if n.kubelet == nil {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.exited
-	}
-	n.logFile.Close()
-	n.cmd = nil
+	n.kubelet.Stop()
+	n.kubelet = nil
 }
 
 func (n *node) dumpLogs(t *testing.T) {
-	if b, err := os.ReadFile(filepath.Join(n.stateDir, "kubelet.log")); err == nil {
-		t.Logf("kubelet log (tail):\n%s", tail(string(b), 150))
-	}
-}
-
-func tail(s string, k int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > k {
-		lines = lines[len(lines)-k:]
-	}
-	return strings.Join(lines, "\n")
+	t.Logf("kubelet log (tail):\n%s", kubeletharness.LogTail(filepath.Join(n.stateDir, "kubelet.log"), 150))
 }
 
 // eventually polls cond until it returns nil or the timeout passes; it fails at once when the
 // kubelet process died.
 func (n *node) eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	eventually(t, timeout, what, func() error {
-		if n.cmd != nil {
+	kubeletharness.Eventually(t, timeout, what, func() error {
+		if n.kubelet != nil {
 			select {
-			case <-n.exited:
+			case <-n.kubelet.Exited():
 				n.dumpLogs(t)
-				t.Fatalf("%s: the kubelet exited: %v", what, n.exitErr)
+				t.Fatalf("%s: the kubelet exited: %v", what, n.kubelet.Err())
 			default:
 			}
 		}
 		return cond()
 	})
-}
-
-// eventually polls cond until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = cond(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // namespace makes a namespace and waits for its default service account (pods need it).
@@ -473,11 +378,3 @@ func busybox(name string, args ...string) v1.Container {
 const sleeper = "trap 'exit 0' TERM; while true; do sleep 1; done"
 
 func ptr[T any](v T) *T { return &v }
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
-}

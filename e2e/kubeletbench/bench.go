@@ -22,6 +22,7 @@ import (
 	criclient "k8s.io/cri-client/pkg"
 
 	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/kubeletharness"
 	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
@@ -164,7 +165,7 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	var prof *profiler
 	var env []string
 	if o.ProfileDir != "" {
-		port, err := freePort()
+		port, err := kubeletharness.FreePort()
 		if err != nil {
 			return res, err
 		}
@@ -193,7 +194,7 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	if err != nil {
 		return res, err
 	}
-	pid := n.kubelet.Process.Pid
+	pid := n.kubelet.Pid()
 
 	log.Info("idle, no pods", zap.Duration("settle", o.Settle), zap.Duration("window", o.Window))
 	if err := sleep(ctx, o.Settle); err != nil {

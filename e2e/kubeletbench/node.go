@@ -4,23 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubenode/kubenode/e2e/cluster"
 	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/kubeletharness"
 	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
@@ -39,9 +34,7 @@ type node struct {
 	cluster *cluster.Cluster
 	admin   kubernetes.Interface
 
-	kubelet       *exec.Cmd
-	kubeletLog    *os.File
-	kubeletExited chan struct{}
+	kubelet *kubeletharness.Kubelet // nil until startKubelet
 }
 
 // startNode brings up images, registry, containerd and the control plane. On error it removes
@@ -57,7 +50,7 @@ func startNode(ctx context.Context, o Options, log *zap.Logger) (n *node, err er
 	}
 	n = &node{
 		name: "bench-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"),
-		cgroupRoot: "/kubenode-bench-" + id, nodeIP: hostIP(), log: log,
+		cgroupRoot: "/kubenode-bench-" + id, nodeIP: kubeletharness.HostIP(), log: log,
 	}
 	defer func() {
 		if err != nil {
@@ -119,82 +112,39 @@ func (n *node) startKubelet(bin string, maxPods int, verbosity int, env ...strin
 	if err != nil {
 		return err
 	}
-	healthz, err := freePort()
+	healthz, err := kubeletharness.FreePort()
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := kubeletharness.FreePort()
 	if err != nil {
 		return err
 	}
 	// Defaults wherever they shape steady-state cost (sync, status and lease periods), so the
 	// idle figures are what an operator gets; only ports and paths are this run's own.
-	cfg := map[string]any{
-		"apiVersion":               "kubelet.config.kubenode.io/v1alpha1",
-		"kind":                     "KubeletConfiguration",
-		"containerRuntimeEndpoint": n.env.Endpoint(),
-		"healthzBindAddress":       "127.0.0.1",
-		"healthzPort":              healthz,
-		"port":                     port,
-		"clusterDNS":               []string{"10.96.0.10"},
-		"clusterDomain":            "cluster.local",
-		"cgroupRoot":               n.cgroupRoot,
-		"maxPods":                  maxPods,
-		"failSwapOn":               false,
-		// Like kind: a shared dev disk's free space must not put test nodes under disk pressure or
-		// let image GC remove the images the suites imported (the eviction suite sets its own).
-		"evictionHard":                map[string]string{"memory.available": "100Mi"},
-		"imageGCHighThresholdPercent": 100,
-	}
+	cfg := kubeletharness.BaseConfig(n.env.Endpoint(), n.cgroupRoot)
+	cfg["healthzBindAddress"], cfg["healthzPort"], cfg["port"] = "127.0.0.1", healthz, port
+	cfg["maxPods"] = maxPods
 	if verbosity > 0 {
 		cfg["logging"] = map[string]any{"verbosity": verbosity}
 	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
+	cfgFile := filepath.Join(n.stateDir, "kubelet.json")
+	if err := kubeletharness.WriteConfig(cfgFile, cfg); err != nil {
 		return err
 	}
-	cfgFile := filepath.Join(n.stateDir, "kubelet.json")
-	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
-		return fmt.Errorf("kubelet config: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(n.stateDir, "kubelet.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("kubelet log: %w", err)
-	}
-	cmd := exec.Command(bin, "--config="+cfgFile, "--root-dir="+n.rootDir, "--hostname-override="+n.name,
-		"--node-ip="+n.nodeIP, "--kubeconfig="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	n.kubelet, n.kubeletLog, n.kubeletExited = cmd, f, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(n.kubeletExited) }()
-	return nil
+	n.kubelet, err = kubeletharness.StartKubelet(bin, kubeletharness.KubeletArgs(cfgFile, n.rootDir, n.name, n.nodeIP, kubeconfig),
+		filepath.Join(n.stateDir, "kubelet.log"), env...)
+	return err
 }
 
 // kubeletAlive reports an error when the kubelet has exited.
 func (n *node) kubeletAlive() error {
 	select {
-	case <-n.kubeletExited:
-		return fmt.Errorf("the kubelet exited (%v); log tail:\n%s", n.kubelet.ProcessState, n.kubeletLogTail(40))
+	case <-n.kubelet.Exited():
+		return fmt.Errorf("the kubelet exited (%v); log tail:\n%s", n.kubelet.Err(), kubeletharness.LogTail(filepath.Join(n.stateDir, "kubelet.log"), 40))
 	default:
 		return nil
 	}
-}
-
-func (n *node) kubeletLogTail(lines int) string {
-	b, err := os.ReadFile(filepath.Join(n.stateDir, "kubelet.log"))
-	if err != nil {
-		return err.Error()
-	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return strings.Join(l, "\n")
 }
 
 // stopKubelet stops the kubelet (SIGTERM, then SIGKILL of its group); pods keep running.
@@ -202,14 +152,7 @@ func (n *node) stopKubelet() {
 	if n.kubelet == nil {
 		return
 	}
-	_ = n.kubelet.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.kubeletExited:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-n.kubelet.Process.Pid, syscall.SIGKILL)
-		<-n.kubeletExited
-	}
-	n.kubeletLog.Close()
+	n.kubelet.Stop()
 	n.kubelet = nil
 }
 
@@ -244,24 +187,4 @@ func randomHex(n int) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// hostIP is the address the node registers: the one with the default route. A UDP "connection"
-// sends nothing; it only asks the kernel which source address it would use.
-func hostIP() string {
-	c, err := net.Dial("udp4", "192.0.2.1:9")
-	if err != nil {
-		return "127.0.0.1"
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String()
 }

@@ -8,15 +8,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,8 +44,7 @@ type Node struct {
 	Admin    kubernetes.Interface
 	AdminCfg *rest.Config
 
-	cmd    *exec.Cmd
-	exited chan struct{}
+	kubelet *Kubelet
 }
 
 // RandomHex returns n random bytes as hex, for unique names.
@@ -62,37 +57,16 @@ func RandomHex(t *testing.T, n int) string {
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
-func hostIP() string {
-	c, err := net.Dial("udp4", "192.0.2.1:9")
-	if err == nil {
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).IP.String()
-	}
-	return "127.0.0.1"
-}
-
-func cacheDir() string {
-	if c := os.Getenv("KUBENODE_CACHE"); c != "" {
-		return filepath.Join(c, "images")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "kubenode", "images")
-}
-
-// Start brings up images, registry, containerd, the control plane and the kubelet with its API
-// server on a free port (x509 authentication with the cluster CA, TokenReview, SubjectAccessReview)
-// and waits for the node to be Ready. tweak may change the kubelet configuration (JSON field
-// names). Everything is torn down when the test ends. It skips without root, the node packages,
-// or the binaries named by KubeletBinEnv and CPBinEnv.
-func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
+// SkipWithoutNode skips the test unless it runs as root with containerd, runc, the CNI plugins
+// and busybox installed: what every kubelet node stands on.
+func SkipWithoutNode(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (containerd, CNI, cgroups)")
@@ -102,6 +76,16 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins busybox-static", bin)
 		}
 	}
+}
+
+// Start brings up images, registry, containerd, the control plane and the kubelet with its API
+// server on a free port (x509 authentication with the cluster CA, TokenReview, SubjectAccessReview)
+// and waits for the node to be Ready. tweak may change the kubelet configuration (JSON field
+// names). Everything is torn down when the test ends. It skips without root, the node packages,
+// or the binaries named by KubeletBinEnv and CPBinEnv.
+func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
+	t.Helper()
+	SkipWithoutNode(t)
 	bin, cpBin := os.Getenv(KubeletBinEnv), os.Getenv(CPBinEnv)
 	if bin == "" || cpBin == "" {
 		t.Skipf("%s and %s not set: run through make test-e2e-kubeletserver (it builds both)", KubeletBinEnv, CPBinEnv)
@@ -117,9 +101,9 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{Name: "e2e-srv-" + id, StateDir: sd, RootDir: filepath.Join(sd, "kubelet"), NodeIP: hostIP(), Port: freePort(t)}
+	n := &Node{Name: "e2e-srv-" + id, StateDir: sd, RootDir: filepath.Join(sd, "kubelet"), NodeIP: HostIP(), Port: freePort(t)}
 	cgroupRoot := "/kubenode-test-" + id
-	imgs, err := images.Build(ctx, images.Options{CacheDir: cacheDir(), Log: log})
+	imgs, err := images.Build(ctx, images.Options{CacheDir: ImageCacheDir(), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,13 +115,7 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(sd, "kubelet.log")); err == nil {
-				lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-				if len(lines) > 60 {
-					lines = lines[len(lines)-60:]
-				}
-				t.Logf("kubelet log (tail):\n%s", strings.Join(lines, "\n"))
-			}
+			t.Logf("kubelet log (tail):\n%s", LogTail(filepath.Join(sd, "kubelet.log"), 60))
 		}
 		if n.Cluster != nil {
 			if err := n.Cluster.Stop(); err != nil {
@@ -172,52 +150,33 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := map[string]any{
-		"apiVersion":                "kubelet.config.kubenode.io/v1alpha1",
-		"kind":                      "KubeletConfiguration",
-		"containerRuntimeEndpoint":  env.Endpoint(),
+	cfg := BaseConfig(env.Endpoint(), cgroupRoot)
+	for k, v := range map[string]any{
 		"runtimeRequestTimeout":     "30s",
 		"syncFrequency":             "10s",
 		"healthzPort":               0,
 		"port":                      n.Port,
-		"clusterDNS":                []string{"10.96.0.10"},
-		"clusterDomain":             "cluster.local",
-		"cgroupRoot":                cgroupRoot,
 		"nodeStatusUpdateFrequency": "2s",
-		"failSwapOn":                false,
-		// Like kind: a shared dev disk's free space must not put test nodes under disk pressure or
-		// let image GC remove the images the suites imported (the eviction suite sets its own).
-		"evictionHard":                map[string]string{"memory.available": "100Mi"},
-		"imageGCHighThresholdPercent": 100,
-		"crashLoopBackOff":            map[string]any{"initialContainerRestartPeriod": "1s", "maxContainerRestartPeriod": "2s"},
+		"crashLoopBackOff":          map[string]any{"initialContainerRestartPeriod": "1s", "maxContainerRestartPeriod": "2s"},
 		"authentication": map[string]any{
 			"x509":    map[string]any{"clientCAFile": c.CACertFile()},
 			"webhook": map[string]any{"enabled": true, "cacheTTL": "10s"},
 		},
 		"authorization": map[string]any{"mode": "Webhook", "webhook": map[string]any{"cacheAuthorizedTTL": "10s", "cacheUnauthorizedTTL": "1s"}},
+	} {
+		cfg[k] = v
 	}
 	if tweak != nil {
 		tweak(cfg)
 	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgFile := filepath.Join(sd, "kubelet.json")
-	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
+	if err := WriteConfig(cfgFile, cfg); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(sd, "kubelet.log"))
+	n.kubelet, err = StartKubelet(bin, KubeletArgs(cfgFile, n.RootDir, n.Name, n.NodeIP, kubeconfig), filepath.Join(sd, "kubelet.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command(bin, "--config="+cfgFile, "--root-dir="+n.RootDir, "--hostname-override="+n.Name,
-		"--node-ip="+n.NodeIP, "--kubeconfig="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n.cmd, n.exited = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(n.exited) }()
 	Eventually(t, 60*time.Second, "node "+n.Name+" Ready", func() error {
 		nd, err := n.Admin.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
@@ -233,19 +192,13 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 	return n
 }
 
-// stop stops the kubelet (SIGTERM, then SIGKILL); its pods keep running until teardown.
+// stop stops the kubelet; its pods keep running until teardown.
 func (n *Node) stop() {
-	if n.cmd == nil {
+	if n.kubelet == nil {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.exited
-	}
-	n.cmd = nil
+	n.kubelet.Stop()
+	n.kubelet = nil
 }
 
 // Eventually polls cond until it returns nil, failing the test after timeout.
