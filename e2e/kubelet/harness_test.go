@@ -6,9 +6,7 @@ package kubelet
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,15 +88,17 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 		t.Skipf("%s not set: run through make test-e2e-kubelet (it builds the control plane)", cpBinEnv)
 	}
 	ctx := context.Background()
-	log := zap.NewNop()
-	if testing.Verbose() {
-		log, _ = zap.NewDevelopment()
-	}
+	log := kubeletharness.TestLogger()
 	id := randomHex(t, 4)
 	sd, err := os.MkdirTemp("", "kubenode-test-kubelet-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(sd); err != nil {
+			t.Errorf("remove state dir: %v", err)
+		}
+	})
 	n := &node{
 		name: "e2e-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"), staticDir: filepath.Join(sd, "manifests"),
 		cgroupRoot: "/kubenode-test-" + id, nodeIP: kubeletharness.HostIP(), healthz: freePort(t), log: log,
@@ -108,19 +108,12 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 			t.Fatal(err)
 		}
 	}
-	imgs, err := images.Build(ctx, images.Options{CacheDir: kubeletharness.ImageCacheDir(), Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := images.Serve(ctx, "", imgs, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
-	n.registry = reg.Addr()
+	env, registry := kubeletharness.StartRuntime(t, sd, "10.247", n.cgroupRoot, log)
+	n.env, n.registry = env, registry
 	t.Cleanup(func() {
 		// Order matters: the kubelet first (or it recreates what is being removed), then the
-		// control plane, then containerd with every pod, mount, link and cgroup it made.
+		// control plane; StartRuntime's cleanup then removes containerd with every pod, mount,
+		// link and cgroup it made.
 		n.stopKubelet(t)
 		if t.Failed() {
 			n.dumpLogs(t)
@@ -136,25 +129,7 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 				t.Logf("control plane stop: %v", err)
 			}
 		}
-		if err := nodeenv.Teardown(context.Background(), filepath.Join(sd, "node"), log); err != nil {
-			t.Errorf("node teardown: %v", err)
-		}
-		if err := os.RemoveAll(sd); err != nil {
-			t.Errorf("remove state dir: %v", err)
-		}
 	})
-	octet, _ := rand.Int(rand.Reader, big.NewInt(200))
-	env, err := nodeenv.Start(ctx, nodeenv.Options{
-		StateDir:     filepath.Join(sd, "node"),
-		RegistryAddr: reg.Addr(),
-		PodCIDR:      fmt.Sprintf("10.247.%d.0/24", octet.Int64()+20),
-		CgroupRoots:  []string{n.cgroupRoot},
-		Log:          log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.env = env
 
 	if withAPI {
 		c, err := cluster.Start(ctx, cluster.Options{Binary: cpBin, StateDir: filepath.Join(sd, "controlplane")})

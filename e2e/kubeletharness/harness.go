@@ -78,6 +78,50 @@ func SkipWithoutNode(t *testing.T) {
 	}
 }
 
+// TestLogger is a no-op logger, or a development one under go test -v.
+func TestLogger() *zap.Logger {
+	if testing.Verbose() {
+		if l, err := zap.NewDevelopment(); err == nil {
+			return l
+		}
+	}
+	return zap.NewNop()
+}
+
+// StartRuntime builds the test images, serves them from a local registry and starts containerd +
+// CNI (e2e/nodeenv) in stateDir/node, with a random /24 of podNet (like "10.246", so parallel
+// suites' bridges do not collide) and the kubelet's cgroupRoot. It registers their teardown with
+// t.Cleanup first, so whatever the caller registers afterwards (the kubelet, the control plane)
+// is stopped before containerd removes every pod, mount, link and cgroup it made. It returns
+// containerd and the registry's host:port.
+func StartRuntime(t *testing.T, stateDir, podNet, cgroupRoot string, log *zap.Logger) (*nodeenv.Env, string) {
+	t.Helper()
+	ctx := context.Background()
+	imgs, err := images.Build(ctx, images.Options{CacheDir: ImageCacheDir(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := images.Serve(ctx, "", imgs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	t.Cleanup(func() {
+		if err := nodeenv.Teardown(context.Background(), filepath.Join(stateDir, "node"), log); err != nil {
+			t.Errorf("node teardown: %v", err)
+		}
+	})
+	octet, _ := rand.Int(rand.Reader, big.NewInt(200))
+	env, err := nodeenv.Start(ctx, nodeenv.Options{
+		StateDir: filepath.Join(stateDir, "node"), RegistryAddr: reg.Addr(),
+		PodCIDR: fmt.Sprintf("%s.%d.0/24", podNet, octet.Int64()+20), CgroupRoots: []string{cgroupRoot}, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, reg.Addr()
+}
+
 // Start brings up images, registry, containerd, the control plane and the kubelet with its API
 // server on a free port (x509 authentication with the cluster CA, TokenReview, SubjectAccessReview)
 // and waits for the node to be Ready. tweak may change the kubelet configuration (JSON field
@@ -92,27 +136,23 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 	}
 	bin, _ = filepath.Abs(bin)
 	ctx := context.Background()
-	log := zap.NewNop()
-	if testing.Verbose() {
-		log, _ = zap.NewDevelopment()
-	}
+	log := TestLogger()
 	id := RandomHex(t, 4)
 	sd, err := os.MkdirTemp("", "kubenode-test-kubeletserver-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(sd); err != nil {
+			t.Errorf("remove state dir: %v", err)
+		}
+	})
 	n := &Node{Name: "e2e-srv-" + id, StateDir: sd, RootDir: filepath.Join(sd, "kubelet"), NodeIP: HostIP(), Port: freePort(t)}
 	cgroupRoot := "/kubenode-test-" + id
-	imgs, err := images.Build(ctx, images.Options{CacheDir: ImageCacheDir(), Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := images.Serve(ctx, "", imgs, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
+	env, _ := StartRuntime(t, sd, "10.246", cgroupRoot, log)
 	t.Cleanup(func() {
+		// The kubelet first (or it recreates what is being removed), then the control plane;
+		// StartRuntime's cleanup removes containerd's part after these.
 		n.stop()
 		if t.Failed() {
 			t.Logf("kubelet log (tail):\n%s", LogTail(filepath.Join(sd, "kubelet.log"), 60))
@@ -122,21 +162,7 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 				t.Logf("control plane stop: %v", err)
 			}
 		}
-		if err := nodeenv.Teardown(context.Background(), filepath.Join(sd, "node"), log); err != nil {
-			t.Errorf("node teardown: %v", err)
-		}
-		if err := os.RemoveAll(sd); err != nil {
-			t.Errorf("remove state dir: %v", err)
-		}
 	})
-	octet, _ := rand.Int(rand.Reader, big.NewInt(200))
-	env, err := nodeenv.Start(ctx, nodeenv.Options{
-		StateDir: filepath.Join(sd, "node"), RegistryAddr: reg.Addr(),
-		PodCIDR: fmt.Sprintf("10.246.%d.0/24", octet.Int64()+20), CgroupRoots: []string{cgroupRoot}, Log: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := cluster.Start(ctx, cluster.Options{Binary: cpBin, StateDir: filepath.Join(sd, "controlplane")})
 	if err != nil {
 		t.Fatal(err)
