@@ -78,7 +78,7 @@
 // objects and no copy of the services: the last synced plan, which the
 // caller holds anyway, rebuilds them. A full sync goes out in chunks of
 // fullChunk objects, so its transient memory is bounded.
-// TestMemoryBreakdown prints the split.
+// BenchmarkMemoryBreakdown (go test -bench MemoryBreakdown -benchtime 1x) prints the split.
 //
 // # Syncs
 //

@@ -3,7 +3,6 @@ package nft
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"testing"
 
@@ -21,17 +20,21 @@ func liveHeap() (live, total uint64) {
 	return ms.HeapAlloc, ms.TotalAlloc
 }
 
-// TestMemoryBreakdown prints where the heap goes at 30k services x 10
+// BenchmarkMemoryBreakdown prints where the heap goes at 30k services x 10
 // endpoints: the inputs a kube-proxy holds (service map, endpoints map),
 // the plan, the backend's model, and what a full sync, a resync and a
-// one-service change allocate. It is a diagnosis aid, run by hand:
+// one-service change allocate. It is a diagnosis aid, a benchmark so that
+// make test does not run it (root):
 //
-//	KUBENODE_NFT_MEM=1 go test -run TestMemoryBreakdown -v ./kubeproxy/internal/nft/
-func TestMemoryBreakdown(t *testing.T) {
-	if os.Getenv("KUBENODE_NFT_MEM") == "" {
-		t.Skip("KUBENODE_NFT_MEM not set: a memory breakdown to run by hand (see the comment)")
+//	go test -run '^$' -bench MemoryBreakdown -benchtime 1x ./kubeproxy/internal/nft/
+func BenchmarkMemoryBreakdown(b *testing.B) {
+	needRoot(b)
+	for range b.N {
+		memoryBreakdown(b)
 	}
-	needRoot(t)
+}
+
+func memoryBreakdown(t testing.TB) {
 	const n, eps = 30000, 10
 	mib := func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
