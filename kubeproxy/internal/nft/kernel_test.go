@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"fmt"
+	"github.com/kubenode/kubenode/kubeproxy/internal/conntrack"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -404,6 +405,23 @@ func TestKernelUDPService(t *testing.T) {
 	// unreachable), and the node's own fails at once too.
 	w.eps[dns.Name] = nil
 	w.sync(dns.Name)
+	// kube-proxy's conntrack cleaner removes the service's UDP flows when its
+	// endpoints go; without that, a new query that happens to reuse an earlier
+	// source port would follow the old flow's DNAT to a backend.
+	ct := conntrack.NewNetlink(int(w.tp.node))
+	flows, err := ct.UDPFlows(plan.IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stale []conntrack.Flow
+	for _, f := range flows {
+		if f.OrigDst.Addr() == netip.MustParseAddr("10.96.0.53") {
+			stale = append(stale, f)
+		}
+	}
+	if err := ct.Delete(stale); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := udpAsk(w.tp.podc, "10.96.0.53:53"); !isRefused(err) {
 		t.Errorf("pod: %v, want connection refused", err)
 	}
