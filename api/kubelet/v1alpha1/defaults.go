@@ -47,6 +47,16 @@ func DefaultEvictionHard() map[string]string {
 	}
 }
 
+// EffectiveMaxParallelPodStarts is the start-call cap for maxParallelPodStarts v on a machine with
+// cpus CPUs; 0 means no cap. Unset scales with the CPUs: pod start-up is CPU-bound in the runtime
+// (runc, shims, CNI plugins), and a few calls per CPU keep every CPU busy.
+func EffectiveMaxParallelPodStarts(v *int32, cpus int) int {
+	if v != nil {
+		return int(*v)
+	}
+	return max(3*cpus, 4)
+}
+
 // SetDefaults fills every unset field of c with its default. It is idempotent.
 func SetDefaults(c *KubeletConfiguration) {
 	c.APIVersion = APIVersion

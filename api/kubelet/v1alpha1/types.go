@@ -127,6 +127,12 @@ type KubeletConfiguration struct {
 	// MaxParallelImagePulls caps the image pulls in flight when SerializeImagePulls is false; it
 	// must be unset or 1 when SerializeImagePulls is true. Default: unset (no cap).
 	MaxParallelImagePulls *int32 `json:"maxParallelImagePulls,omitempty"`
+	// MaxParallelPodStarts caps the runtime calls that start pods -- RunPodSandbox, and
+	// CreateContainer with its StartContainer -- in flight at once. Waiting calls are granted in
+	// the order their pods asked, so in a burst pods come up one after another instead of all
+	// late together; image pulls, volume set-up and lifecycle hooks are outside the cap.
+	// 0 means no cap. Default: unset, 3 per CPU and at least 4.
+	MaxParallelPodStarts *int32 `json:"maxParallelPodStarts,omitempty"`
 	// ImageGCHighThresholdPercent is the image filesystem usage (percent) above which image garbage
 	// collection always runs; 100 disables it. Default: 85.
 	ImageGCHighThresholdPercent *int32 `json:"imageGCHighThresholdPercent,omitempty"`

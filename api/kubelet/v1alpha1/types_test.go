@@ -56,3 +56,25 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("imageServiceEndpoint = %q, want the runtime endpoint", custom.ImageServiceEndpoint)
 	}
 }
+
+func TestEffectiveMaxParallelPodStarts(t *testing.T) {
+	v := func(n int32) *int32 { return &n }
+	tests := []struct {
+		name string
+		set  *int32
+		cpus int
+		want int
+	}{
+		{"unset on one CPU keeps four", nil, 1, 4},
+		{"unset scales with CPUs", nil, 8, 24},
+		{"set wins over CPUs", v(2), 8, 2},
+		{"zero is no cap", v(0), 8, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := EffectiveMaxParallelPodStarts(tt.set, tt.cpus); got != tt.want {
+				t.Errorf("EffectiveMaxParallelPodStarts(%v, %d) = %d, want %d", tt.set, tt.cpus, got, tt.want)
+			}
+		})
+	}
+}

@@ -124,6 +124,9 @@ func Validate(c *KubeletConfiguration) field.ErrorList {
 			errs = append(errs, field.Invalid(mp, *m, "must be 1 or unset when serializeImagePulls is true"))
 		}
 	}
+	if m := c.MaxParallelPodStarts; m != nil && *m < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("maxParallelPodStarts"), *m, "must be 0 (no cap) or positive"))
+	}
 	high, low := field.NewPath("imageGCHighThresholdPercent"), field.NewPath("imageGCLowThresholdPercent")
 	if c.ImageGCHighThresholdPercent != nil && (*c.ImageGCHighThresholdPercent < 0 || *c.ImageGCHighThresholdPercent > 100) {
 		errs = append(errs, field.Invalid(high, *c.ImageGCHighThresholdPercent, "must be between 0 and 100"))

@@ -73,6 +73,8 @@ func TestValidate(t *testing.T) {
 			c.SerializeImagePulls = &no
 			c.MaxParallelImagePulls = i32(0)
 		}, []string{"maxParallelImagePulls"}},
+		{"negative pod start cap", func(c *KubeletConfiguration) { c.MaxParallelPodStarts = i32(-1) }, []string{"maxParallelPodStarts"}},
+		{"no pod start cap", func(c *KubeletConfiguration) { c.MaxParallelPodStarts = i32(0) }, nil},
 		{"log size", func(c *KubeletConfiguration) { c.ContainerLogMaxSize = "ten megs" }, []string{"containerLogMaxSize"}},
 		{"log files", func(c *KubeletConfiguration) { c.ContainerLogMaxFiles = i32(1) }, []string{"containerLogMaxFiles"}},
 		{"backoff initial above max", func(c *KubeletConfiguration) {
