@@ -2,8 +2,9 @@
 // process on real containerd + runc + CNI (e2e/nodeenv) and the local control plane
 // (e2e/cluster), with images from e2e/images. One Run measures pod start latency for a burst of
 // pods created already bound to the node against the same burst issued straight over CRI (the
-// floor the kubelet cannot beat), in alternating rounds, and the kubelet's memory and CPU when
-// idle with no pods and with many.
+// floor the kubelet cannot beat), all at once and paced K start calls at a time as the kubelet
+// paces them, in alternating rounds, and the kubelet's memory and CPU when idle with no pods
+// and with many.
 package kubeletbench
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,6 +23,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	criclient "k8s.io/cri-client/pkg"
 
+	"github.com/kubenode/kubenode/api/kubelet/v1alpha1"
 	"github.com/kubenode/kubenode/e2e/images"
 	"github.com/kubenode/kubenode/e2e/kubeletharness"
 	"github.com/kubenode/kubenode/e2e/nodeenv"
@@ -36,9 +39,15 @@ type Options struct {
 	ImageCacheDir string
 	// Pods is the size of the start-up burst; default 30.
 	Pods int
-	// Rounds is how many floor burst + kubelet burst pairs run, alternating; default 5. The
+	// Rounds is how many floor bursts + kubelet burst rounds run, alternating; default 5. The
 	// headline overhead is the median of the rounds' differences.
 	Rounds int
+	// PacedFloor is K, the cap on pod-starting CRI calls: it is written into the kubelet's
+	// config as maxParallelPodStarts, and each round's paced floor burst keeps at most K start
+	// calls in flight, so the two are paced alike. Nil means the kubelet's default for this
+	// machine; 0 means no cap: an uncapped kubelet and no paced floor (the all-at-once floor
+	// is then the like-for-like one).
+	PacedFloor *int
 	// IdlePods is the pod count of the second idle measurement; default 100. At least Pods.
 	IdlePods int
 	// Window is each idle measurement's length; default 60 s, one full default syncFrequency, so
@@ -82,6 +91,13 @@ func (o *Options) validate() error {
 	if o.Pods < 1 {
 		errs = append(errs, fmt.Errorf("pods: %d, must be at least 1", o.Pods))
 	}
+	if o.PacedFloor == nil {
+		k := v1alpha1.EffectiveMaxParallelPodStarts(nil, runtime.NumCPU())
+		o.PacedFloor = &k
+	}
+	if *o.PacedFloor < 0 {
+		errs = append(errs, fmt.Errorf("paced floor: %d, must be 0 (no cap, no paced floor) or positive", *o.PacedFloor))
+	}
 	if o.Rounds < 1 {
 		errs = append(errs, fmt.Errorf("rounds: %d, must be at least 1", o.Rounds))
 	}
@@ -107,6 +123,8 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	log := o.Log
 	res.Machine = ReadMachine()
 	res.Pods = o.Pods
+	k := *o.PacedFloor
+	res.PacedK = k
 
 	log.Info("starting registry, containerd and the control plane")
 	n, err := startNode(ctx, o, log)
@@ -150,7 +168,7 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	// floor for context. Both run before the kubelet starts.
 	floorLogs := filepath.Join(n.stateDir, "cri-floor-logs")
 	for i := range 2 {
-		single, err := criFloor(ctx, rs, 1, images.Pause, n.cgroupRoot, floorLogs)
+		single, err := criFloor(ctx, rs, 1, 0, images.Pause, n.cgroupRoot, floorLogs)
 		if err != nil {
 			return res, err
 		}
@@ -175,14 +193,14 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 		prof = &profiler{addr: fmt.Sprintf("127.0.0.1:%d", port), dir: o.ProfileDir}
 		env = append(env, "KUBENODE_PPROF_ADDR="+prof.addr)
 	}
-	log.Info("starting the kubelet", zap.String("node", n.name))
+	log.Info("starting the kubelet", zap.String("node", n.name), zap.Int("maxParallelPodStarts", k))
 	// Profiling runs log at V(3), where client-go names every request its rate limiter held
 	// back for more than 50 ms; the log is kept in the profile dir.
 	verbosity := 0
 	if prof != nil {
 		verbosity = 3
 	}
-	if err := n.startKubelet(o.KubeletBin, o.IdlePods+10, verbosity, env...); err != nil {
+	if err := n.startKubelet(o.KubeletBin, o.IdlePods+10, k, verbosity, env...); err != nil {
 		return res, err
 	}
 	if err := n.waitNodeReady(ctx, 2*time.Minute); err != nil {
@@ -206,8 +224,8 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	}
 	res.Idle = append(res.Idle, u)
 
-	// Rounds alternate a floor burst with a kubelet burst, each alone on the node: the floor's
-	// pods are removed before the kubelet's burst, and the kubelet's pods deleted and torn down
+	// Rounds alternate the floor bursts (all at once, then paced) with a kubelet burst, each
+	// alone on the node: each floor's pods are removed before the next burst, and the kubelet's pods deleted and torn down
 	// before the next floor. The kubelet keeps running through the floor bursts: it ignores
 	// sandboxes and containers without the io.kubernetes.pod.uid label (kubelet/internal/runtime
 	// skips them when listing), so it neither adopts nor kills the floor's pods, and its
@@ -215,16 +233,27 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 	var made []created
 	for round := 1; round <= o.Rounds; round++ {
 		log.Info("CRI floor burst", zap.Int("round", round), zap.Int("pods", o.Pods))
-		floor, err := criFloor(ctx, rs, o.Pods, images.Pause, n.cgroupRoot, floorLogs)
+		floor, err := criFloor(ctx, rs, o.Pods, 0, images.Pause, n.cgroupRoot, floorLogs)
 		if err != nil {
 			return res, fmt.Errorf("round %d: %w", round, err)
 		}
-		var floorStarted []time.Duration
+		var floorStarted, pacedStarted []time.Duration
 		for _, f := range floor {
 			floorStarted = append(floorStarted, f.started)
 			res.CRIFloorCreated = append(res.CRIFloorCreated, f.created)
 		}
 		res.CRIFloor = append(res.CRIFloor, floorStarted...)
+		if k > 0 {
+			log.Info("paced CRI floor burst", zap.Int("round", round), zap.Int("pods", o.Pods), zap.Int("atATime", k))
+			paced, err := criFloor(ctx, rs, o.Pods, k, images.Pause, n.cgroupRoot, floorLogs)
+			if err != nil {
+				return res, fmt.Errorf("round %d: paced: %w", round, err)
+			}
+			for _, f := range paced {
+				pacedStarted = append(pacedStarted, f.started)
+			}
+			res.CRIFloorPaced = append(res.CRIFloorPaced, pacedStarted...)
+		}
 
 		log.Info("kubelet burst", zap.Int("round", round), zap.Int("pods", o.Pods))
 		burst := make([]*v1.Pod, o.Pods)
@@ -253,9 +282,10 @@ func Run(ctx context.Context, o Options) (res Results, err error) {
 		res.BoundToCreated = append(res.BoundToCreated, latencies(made, createdAt)...)
 		res.RunningToReady = append(res.RunningToReady, between(made, runAt, readyAt)...)
 		res.CreateSpread = max(res.CreateSpread, spread(made))
-		rd := newRound(toRunning, floorStarted)
+		rd := newRound(toRunning, floorStarted, pacedStarted)
 		res.Rounds = append(res.Rounds, rd)
-		log.Info("round done", zap.Int("round", round), zap.Duration("floorP50", rd.FloorP50), zap.Duration("kubeletP50", rd.KubeletP50), zap.Duration("over", rd.Over()))
+		log.Info("round done", zap.Int("round", round), zap.Duration("floorP50", rd.FloorP50), zap.Duration("pacedFloorP50", rd.PacedFloorP50),
+			zap.Duration("kubeletP50", rd.KubeletP50), zap.Duration("over", rd.Over()), zap.Duration("overPaced", rd.OverPaced()))
 
 		if round == o.Rounds {
 			break // the last burst's pods stay: the idle measurement below fills up from them

@@ -54,13 +54,16 @@ func (p floorPod) containerConfig() *runtimeapi.ContainerConfig {
 	}
 }
 
-// floorSample is one CRI-floor pod: the time from just before its RunPodSandbox to its
+// floorSample is one CRI-floor pod: the time from the burst's start to its
 // container's CreatedAt and StartedAt (the runtime's clock, which is this machine's).
 type floorSample struct{ created, started time.Duration }
 
-// criFloor starts n one-container pods straight over CRI, all at once, and returns a sample per
-// pod. The pods are removed before it returns.
-func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, cgroupRoot, logRoot string) ([]floorSample, error) {
+// criFloor starts n one-container pods straight over CRI and returns a sample per pod. With
+// paced 0 all n start at once; with paced k at most k start calls are in flight, as the kubelet
+// paces them (see podSlots): each pod holds a slot for its RunPodSandbox, gives it back, then
+// waits for one again for CreateContainer+StartContainer. Every sample counts from the burst's
+// start, so time spent waiting for a slot counts. The pods are removed before it returns.
+func criFloor(ctx context.Context, rs internalapi.RuntimeService, n, paced int, image, cgroupRoot, logRoot string) ([]floorSample, error) {
 	pods := make([]floorPod, n)
 	for i := range pods {
 		uid, err := randomHex(16)
@@ -76,28 +79,41 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, 
 		err     error
 	}
 	results := make([]result, n)
+	slots := newPodSlots(paced)
+	// The sandbox slots are asked for here, in pod order, so the first grants follow the pods'
+	// order rather than which goroutine happens to run first.
+	first := make([]*slotWaiter, n)
+	for i := range pods {
+		first[i] = slots.ask(i)
+	}
 	start := make(chan struct{})
+	var t0 time.Time
 	var wg sync.WaitGroup
 	for i, p := range pods {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			t0 := time.Now()
+			if err := slots.wait(ctx, first[i]); err != nil {
+				results[i].err = fmt.Errorf("%s waiting to start: %w", p.name, err)
+				return
+			}
 			sc := p.sandboxConfig()
 			id, err := rs.RunPodSandbox(ctx, sc, "")
+			slots.release()
 			if err != nil {
 				results[i].err = fmt.Errorf("RunPodSandbox %s: %w", p.name, err)
 				return
 			}
 			results[i].sandbox = id
-			cid, err := rs.CreateContainer(ctx, id, p.containerConfig(), sc)
-			if err != nil {
-				results[i].err = fmt.Errorf("CreateContainer in %s: %w", p.name, err)
+			if err := slots.acquire(ctx, i); err != nil {
+				results[i].err = fmt.Errorf("%s waiting to create its container: %w", p.name, err)
 				return
 			}
-			if err := rs.StartContainer(ctx, cid); err != nil {
-				results[i].err = fmt.Errorf("StartContainer in %s: %w", p.name, err)
+			cid, err := createAndStart(ctx, rs, id, p, sc)
+			slots.release()
+			if err != nil {
+				results[i].err = err
 				return
 			}
 			st, err := rs.ContainerStatus(ctx, cid, false)
@@ -111,6 +127,7 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, 
 			}
 		}()
 	}
+	t0 = time.Now()
 	close(start)
 	wg.Wait()
 
@@ -135,6 +152,17 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n int, image, 
 		return nil, errors.Join(fmt.Errorf("CRI floor: %d of %d pods failed, first: %w", len(errs), n, firstErr), rmErr)
 	}
 	return out, rmErr
+}
+
+func createAndStart(ctx context.Context, rs internalapi.RuntimeService, sandbox string, p floorPod, sc *runtimeapi.PodSandboxConfig) (string, error) {
+	cid, err := rs.CreateContainer(ctx, sandbox, p.containerConfig(), sc)
+	if err != nil {
+		return "", fmt.Errorf("CreateContainer in %s: %w", p.name, err)
+	}
+	if err := rs.StartContainer(ctx, cid); err != nil {
+		return "", fmt.Errorf("StartContainer in %s: %w", p.name, err)
+	}
+	return cid, nil
 }
 
 // removeSandboxes stops and removes the sandboxes concurrently (StopPodSandbox takes a few

@@ -107,7 +107,8 @@ func startNode(ctx context.Context, o Options, log *zap.Logger) (n *node, err er
 
 // startKubelet writes the kubelet's config and starts bin/kubelet against containerd and the
 // control plane, with its output in <stateDir>/kubelet.log and env added to its environment.
-func (n *node) startKubelet(bin string, maxPods int, verbosity int, env ...string) error {
+// maxParallelPodStarts is always written, so the paced floor's K is the kubelet's cap.
+func (n *node) startKubelet(bin string, maxPods, maxParallelPodStarts, verbosity int, env ...string) error {
 	kubeconfig, err := n.cluster.NodeKubeconfig(n.name)
 	if err != nil {
 		return err
@@ -125,6 +126,7 @@ func (n *node) startKubelet(bin string, maxPods int, verbosity int, env ...strin
 	cfg := kubeletharness.BaseConfig(n.env.Endpoint(), n.cgroupRoot)
 	cfg["healthzBindAddress"], cfg["healthzPort"], cfg["port"] = "127.0.0.1", healthz, port
 	cfg["maxPods"] = maxPods
+	cfg["maxParallelPodStarts"] = maxParallelPodStarts
 	if verbosity > 0 {
 		cfg["logging"] = map[string]any{"verbosity": verbosity}
 	}

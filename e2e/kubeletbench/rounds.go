@@ -9,23 +9,33 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 )
 
-// Round is one floor burst followed by one kubelet burst of the same size. Pairing them keeps
-// the drift of this shared machine (the floor alone moves by a second between runs) out of
-// each difference; the headline takes the median of the differences.
+// Round is one floor burst (all at once), one paced floor burst (K start calls at a time, as
+// the kubelet paces them) and one kubelet burst of the same size. Pairing them keeps the drift
+// of this shared machine (the floor alone moves by a second between runs) out of each
+// difference; the headline takes the median of the differences.
 type Round struct {
 	// FloorP50 is the CRI floor burst's p50 RunPodSandbox -> running.
 	FloorP50 time.Duration
+	// PacedFloorP50 is the paced CRI floor burst's p50 burst start -> running; 0 when the round
+	// had no paced floor.
+	PacedFloorP50 time.Duration
 	// KubeletP50 and KubeletP99 are the kubelet burst's p50 and p99 bound -> running.
 	KubeletP50, KubeletP99 time.Duration
 }
 
-// newRound summarises one round's samples.
-func newRound(kubelet, floor []time.Duration) Round {
-	return Round{FloorP50: Percentile(floor, 50), KubeletP50: Percentile(kubelet, 50), KubeletP99: Percentile(kubelet, 99)}
+// newRound summarises one round's samples; paced is empty when there was no paced floor.
+func newRound(kubelet, floor, paced []time.Duration) Round {
+	return Round{
+		FloorP50: Percentile(floor, 50), PacedFloorP50: Percentile(paced, 50),
+		KubeletP50: Percentile(kubelet, 50), KubeletP99: Percentile(kubelet, 99),
+	}
 }
 
-// Over is what the kubelet added over the floor in this round, at p50.
+// Over is what the kubelet added over the all-at-once floor in this round, at p50.
 func (r Round) Over() time.Duration { return r.KubeletP50 - r.FloorP50 }
+
+// OverPaced is what the kubelet added over the paced floor in this round, at p50.
+func (r Round) OverPaced() time.Duration { return r.KubeletP50 - r.PacedFloorP50 }
 
 // Median returns the median of ds (the mean of the middle two for an even count), 0 for none.
 func Median(ds []time.Duration) time.Duration {
@@ -46,6 +56,16 @@ func MedianOver(rounds []Round) time.Duration {
 	ds := make([]time.Duration, len(rounds))
 	for i, r := range rounds {
 		ds[i] = r.Over()
+	}
+	return Median(ds)
+}
+
+// MedianOverPaced is the median over rounds of each round's kubelet p50 minus its paced floor
+// p50.
+func MedianOverPaced(rounds []Round) time.Duration {
+	ds := make([]time.Duration, len(rounds))
+	for i, r := range rounds {
+		ds[i] = r.OverPaced()
 	}
 	return Median(ds)
 }

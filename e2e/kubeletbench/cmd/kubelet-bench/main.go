@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/kubenode/kubenode/api/kubelet/v1alpha1"
 	"github.com/kubenode/kubenode/common/signals"
 	"github.com/kubenode/kubenode/e2e/cluster"
 	"github.com/kubenode/kubenode/e2e/kubeletbench"
@@ -23,11 +25,16 @@ func main() {
 	flag.StringVar(&o.ImageCacheDir, "image-cache", defaultImageCache(), "where the test images are cached")
 	flag.IntVar(&o.Pods, "pods", 30, "pods in the start-up burst")
 	flag.IntVar(&o.Rounds, "rounds", 5, "alternating CRI floor + kubelet burst rounds; the overhead is the median of their differences")
+	// The default is the kubelet's own default cap on this machine; the bench writes the value
+	// into the kubelet's config, so the paced floor and the kubelet always use the same K.
+	pacedFloor := flag.Int("paced-floor", v1alpha1.EffectiveMaxParallelPodStarts(nil, runtime.NumCPU()),
+		"K: the kubelet's maxParallelPodStarts, and each round's paced CRI floor keeps at most K start calls in flight (0: no cap, no paced floor)")
 	flag.IntVar(&o.IdlePods, "idle-pods", 100, "running pods for the second idle measurement")
 	flag.DurationVar(&o.Window, "window", 60*time.Second, "length of each idle measurement")
 	flag.DurationVar(&o.Settle, "settle", 15*time.Second, "wait before each idle measurement")
 	flag.StringVar(&o.ProfileDir, "profile-dir", "", "save pprof CPU and heap profiles of the kubelet here (needs a kubelet built with the pprof overlay)")
 	flag.Parse()
+	o.PacedFloor = pacedFloor
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "kubelet-bench: needs root (containerd, CNI, cgroups)")
 		os.Exit(2)
