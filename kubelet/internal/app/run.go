@@ -37,6 +37,7 @@ import (
 	"github.com/kubenode/kubenode/kubelet/internal/probe"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
 	"github.com/kubenode/kubenode/kubelet/internal/server"
+	"github.com/kubenode/kubenode/kubelet/internal/startqueue"
 	"github.com/kubenode/kubenode/kubelet/internal/status"
 	"github.com/kubenode/kubenode/kubelet/internal/volume"
 )
@@ -208,6 +209,12 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		}
 	}, nil)
 	podCache := pleg.NewCache()
+	startSlots := kubeletv1alpha1.EffectiveMaxParallelPodStarts(cfg.MaxParallelPodStarts, machine.CPUs)
+	log.Info("pod starts", zap.Int("maxParallelPodStarts", startSlots))
+	var slots podsync.StartSlots
+	if q := startqueue.New(startSlots); q != nil {
+		slots = q
+	}
 	syncer, err := podsync.New(podsync.Deps{
 		Pods: evictions, Runtime: rt, Cache: podCache, Images: runtime.NewParallelPuller(is, api, time.Now, runtime.MaxParallelPulls(cfg.SerializeImagePulls, cfg.MaxParallelImagePulls)), Objects: api,
 		Volumes: vols, Cgroups: cgroups, Services: serviceEnv, Probes: probes, Admit: adm, Status: statuses, Deleter: api, Recorder: recorder,
@@ -226,6 +233,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		},
 		Log:            log.Named("sync"),
 		RuntimeClasses: runtimeClassGetter,
+		StartSlots:     slots,
 	})
 	if err != nil {
 		return err

@@ -41,6 +41,22 @@ type executor struct {
 	retry   bool
 	// started maps containers started in this sync to their names.
 	started map[string]string
+	// ticket is this sync's place in the start queue (0: not taken yet).
+	ticket uint64
+}
+
+// startSlot waits for a slot for one pod-starting runtime call; call the result when it returns.
+// Only the runtime calls hold a slot: pulls, volume set-up, hooks and API lookups run outside,
+// so a slow registry or API server cannot hold up other pods' starts.
+func (e *executor) startSlot(ctx context.Context) (func(), error) {
+	q := e.s.d.StartSlots
+	if q == nil {
+		return func() {}, nil
+	}
+	if e.ticket == 0 {
+		e.ticket = q.Ticket()
+	}
+	return q.Acquire(ctx, e.ticket)
 }
 
 func (e *executor) event(typ, reason, msg string) {
@@ -131,6 +147,11 @@ func (e *executor) createSandbox(ctx context.Context, attempt uint32) error {
 	if err != nil {
 		return err
 	}
+	release, err := e.startSlot(ctx)
+	if err != nil {
+		return fmt.Errorf("create sandbox for pod %s/%s: waiting to start: %w", e.pod.Namespace, e.pod.Name, err)
+	}
+	defer release()
 	var id string
 	var ips []string
 	if hr, ok := e.s.d.Runtime.(handlerRuntime); ok && handler != "" {
@@ -221,12 +242,19 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return fail(runtime.ReasonCreateConfigError, err)
 	}
+	release, err := e.startSlot(ctx)
+	if err != nil {
+		return fail(runtime.ReasonCreateContainerErr, fmt.Errorf("waiting to start: %w", err))
+	}
 	id, err := e.s.d.Runtime.CreateContainer(ctx, e.sandboxID, cfg, e.sandboxCfg)
 	if err != nil {
+		release()
 		return fail(runtime.ReasonCreateContainerErr, err)
 	}
 	e.event(v1.EventTypeNormal, "Created", "Created container "+c.Name)
-	if err := e.s.d.Runtime.StartContainer(ctx, id); err != nil {
+	err = e.s.d.Runtime.StartContainer(ctx, id)
+	release()
+	if err != nil {
 		// A container that could not start is useless; remove it so the next try is clean.
 		_ = e.s.d.Runtime.RemoveContainer(ctx, id)
 		return fail(runtime.ReasonRunContainerError, err)

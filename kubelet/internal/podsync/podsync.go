@@ -135,6 +135,16 @@ type Deps struct {
 	// RuntimeClasses resolves spec.runtimeClassName (optional: without it such a pod fails to
 	// start with a clear event; pods without one run with the runtime's default handler).
 	RuntimeClasses runtime.RuntimeClassGetter
+	// StartSlots caps the pod-starting runtime calls in flight (optional: no cap).
+	StartSlots StartSlots
+}
+
+// StartSlots hands out slots for RunPodSandbox and for CreateContainer+StartContainer, lowest
+// ticket first (startqueue.Queue). A sync takes one ticket and uses it for all its calls, so a
+// pod that asked earlier goes on before later pods' sandboxes.
+type StartSlots interface {
+	Ticket() uint64
+	Acquire(ctx context.Context, ticket uint64) (release func(), err error)
 }
 
 // Syncer implements podworkers.Syncer.

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	critest "k8s.io/cri-api/pkg/apis/testing"
 
 	"github.com/kubenode/kubenode/kubelet/internal/pleg"
@@ -601,5 +602,99 @@ func TestSyncListsWhenPodCacheIsStale(t *testing.T) {
 				t.Errorf("ListPodSandbox called %d times, want %d", n, tc.wantLists)
 			}
 		})
+	}
+}
+
+// slotLog is a StartSlots that records, for each slot held, the runtime calls made while it was
+// held, and whether an image pull started while one was held.
+type slotLog struct {
+	e           *env
+	tickets     []uint64
+	windows     [][2]int
+	held        int
+	pullsInSlot int
+	pulls       int
+}
+
+func (s *slotLog) Ticket() uint64 { return 7 }
+
+func (s *slotLog) Acquire(_ context.Context, t uint64) (func(), error) {
+	s.tickets = append(s.tickets, t)
+	s.held++
+	rs0 := len(s.e.rs.GetCalls())
+	return func() {
+		s.held--
+		s.windows = append(s.windows, [2]int{rs0, len(s.e.rs.GetCalls())})
+	}, nil
+}
+
+// pullWatch wraps the image puller to see whether a slot is held when a pull starts.
+type pullWatch struct {
+	Images
+	slots *slotLog
+}
+
+func (w pullWatch) EnsureImageNotify(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandboxConfig, pulling func()) (string, error) {
+	return w.Images.EnsureImageNotify(ctx, pod, c, sb, func() {
+		w.slots.pulls++
+		if w.slots.held > 0 {
+			w.slots.pullsInSlot++
+		}
+		if pulling != nil {
+			pulling()
+		}
+	})
+}
+
+// The start cap covers the sandbox and each container's create+start, and nothing else: an
+// image pull must not hold a slot other pods' starts wait for.
+func TestStartCallsHoldASlotAndPullsDoNot(t *testing.T) {
+	e := newEnv(t, nil)
+	slots := &slotLog{e: e}
+	e.syncer.d.StartSlots = slots
+	e.syncer.d.Images = pullWatch{Images: e.syncer.d.Images, slots: slots}
+	p := newPod()
+	p.Spec.Containers[1].Image = "example.com/app:1.0" // not present: pulled
+	e.pods.pods[p.UID] = p
+	if _, err := e.syncer.Sync(context.Background(), p.UID); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status.last[p.UID]; st.Phase != v1.PodRunning {
+		t.Fatalf("phase %s, want Running", st.Phase)
+	}
+	if slots.held != 0 {
+		t.Fatalf("%d slots still held after the sync", slots.held)
+	}
+	// One slot for the sandbox, one per container, all with the sync's one ticket.
+	if len(slots.windows) != 3 {
+		t.Fatalf("%d slots taken, want 3 (sandbox, a, b)", len(slots.windows))
+	}
+	for _, tk := range slots.tickets {
+		if tk != 7 {
+			t.Fatalf("tickets %v: every call of a sync should use its one ticket", slots.tickets)
+		}
+	}
+	starts := 0
+	for i, c := range e.rs.GetCalls() {
+		switch c {
+		case "RunPodSandbox", "CreateContainer", "StartContainer":
+			starts++
+			in := false
+			for _, w := range slots.windows {
+				in = in || (i >= w[0] && i < w[1])
+			}
+			if !in {
+				t.Errorf("runtime call %d (%s) made without a start slot", i, c)
+			}
+		}
+	}
+	if starts != 5 {
+		t.Fatalf("%d start calls, want 5 (1 sandbox, 2 creates, 2 starts)", starts)
+	}
+	if slots.pulls != 1 {
+		t.Fatalf("%d pulls, want 1: the test did not exercise a pull", slots.pulls)
+	}
+	if slots.pullsInSlot != 0 {
+		t.Fatal("an image pull started while holding a start slot")
 	}
 }
