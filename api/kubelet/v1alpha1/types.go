@@ -97,6 +97,18 @@ type KubeletConfiguration struct {
 	// default map. Default: memory.available<100Mi, nodefs.available<10%, nodefs.inodesFree<5%,
 	// imagefs.available<15%.
 	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	// EvictionSoft maps eviction signals to soft thresholds, same signals and syntax as
+	// EvictionHard. A crossed soft threshold sets the pressure condition at once, but evicts only
+	// after it stayed crossed for its EvictionSoftGracePeriod, and kills the pod with a grace period
+	// of at most EvictionMaxPodGracePeriod. Default: none.
+	EvictionSoft map[string]string `json:"evictionSoft,omitempty"`
+	// EvictionSoftGracePeriod maps each signal of EvictionSoft to how long its threshold must stay
+	// crossed before a pod is evicted ("1m30s"). Every soft signal needs one. Default: none.
+	EvictionSoftGracePeriod map[string]string `json:"evictionSoftGracePeriod,omitempty"`
+	// EvictionMaxPodGracePeriod caps, in seconds, the termination grace period of a pod evicted for
+	// a soft threshold: the pod gets min(its terminationGracePeriodSeconds, this), at least 1 s.
+	// As upstream, 0 means 1 s, not the pod's own period. Default: 0.
+	EvictionMaxPodGracePeriod int32 `json:"evictionMaxPodGracePeriod,omitempty"`
 	// EvictionPressureTransitionPeriod is how long a pressure condition (MemoryPressure,
 	// DiskPressure, PIDPressure) stays True after its threshold was last crossed, so the node does
 	// not flap between admitting and rejecting pods. Default: 5m.

@@ -103,6 +103,11 @@ func Validate(c *KubeletConfiguration) field.ErrorList {
 	errs = append(errs, validateReserved(c.SystemReserved, field.NewPath("systemReserved"))...)
 	errs = append(errs, validateReserved(c.KubeReserved, field.NewPath("kubeReserved"))...)
 	errs = append(errs, validateEviction(c.EvictionHard, field.NewPath("evictionHard"))...)
+	errs = append(errs, validateEviction(c.EvictionSoft, field.NewPath("evictionSoft"))...)
+	errs = append(errs, validateSoftGracePeriods(c.EvictionSoft, c.EvictionSoftGracePeriod, field.NewPath("evictionSoftGracePeriod"))...)
+	if c.EvictionMaxPodGracePeriod < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("evictionMaxPodGracePeriod"), c.EvictionMaxPodGracePeriod, "must be 0 or more seconds"))
+	}
 	errs = append(errs, nonNegative(c.EvictionPressureTransitionPeriod, field.NewPath("evictionPressureTransitionPeriod"))...)
 	errs = append(errs, nonNegative(c.ImageMinimumGCAge, field.NewPath("imageMinimumGCAge"))...)
 
@@ -215,6 +220,31 @@ func validateEviction(m map[string]string, p *field.Path) field.ErrorList {
 		}
 		if q, err := resource.ParseQuantity(v); err != nil || q.Sign() < 0 {
 			errs = append(errs, field.Invalid(p.Key(k), v, "must be a quantity (100Mi) or a percentage (10%)"))
+		}
+	}
+	return errs
+}
+
+// validateSoftGracePeriods: every soft threshold needs a grace period (upstream refuses to start
+// without one), and a grace period without its soft threshold is a mistake worth naming.
+func validateSoftGracePeriods(soft, grace map[string]string, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, k := range sortedKeys(soft) {
+		if _, ok := grace[k]; !ok && contains(EvictionSignals(), k) {
+			errs = append(errs, field.Required(p.Key(k), "evictionSoft["+k+"] needs a grace period"))
+		}
+	}
+	for _, k := range sortedKeys(grace) {
+		if !contains(EvictionSignals(), k) {
+			errs = append(errs, field.NotSupported(p.Key(k), k, EvictionSignals()))
+			continue
+		}
+		if d, err := time.ParseDuration(grace[k]); err != nil || d < 0 {
+			errs = append(errs, field.Invalid(p.Key(k), grace[k], "must be a non-negative duration such as 1m30s"))
+			continue
+		}
+		if _, ok := soft[k]; !ok {
+			errs = append(errs, field.Invalid(p.Key(k), grace[k], "has no evictionSoft["+k+"] threshold"))
 		}
 	}
 	return errs

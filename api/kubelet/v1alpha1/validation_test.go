@@ -43,6 +43,16 @@ func TestValidate(t *testing.T) {
 		{"eviction thresholds", func(c *KubeletConfiguration) {
 			c.EvictionHard = map[string]string{"memory.available": "150%", "nodefs.available": "5%", "disk.free": "1Gi", "imagefs.available": "x"}
 		}, []string{"evictionHard[disk.free]", "evictionHard[imagefs.available]", "evictionHard[memory.available]"}},
+		{"soft thresholds with their grace periods", func(c *KubeletConfiguration) {
+			c.EvictionSoft = map[string]string{"memory.available": "500Mi", "nodefs.available": "15%"}
+			c.EvictionSoftGracePeriod = map[string]string{"memory.available": "1m30s", "nodefs.available": "2m"}
+			c.EvictionMaxPodGracePeriod = 30
+		}, nil},
+		{"soft thresholds: bad value, missing grace, grace without threshold, bad durations", func(c *KubeletConfiguration) {
+			c.EvictionSoft = map[string]string{"memory.available": "lots", "nodefs.available": "15%", "pid.available": "100"}
+			c.EvictionSoftGracePeriod = map[string]string{"memory.available": "1m", "pid.available": "soon", "imagefs.available": "1m", "disk.free": "1m"}
+		}, []string{"evictionSoftGracePeriod[disk.free]", "evictionSoftGracePeriod[imagefs.available]", "evictionSoftGracePeriod[nodefs.available]", "evictionSoftGracePeriod[pid.available]", "evictionSoft[memory.available]"}},
+		{"negative max pod grace period", func(c *KubeletConfiguration) { c.EvictionMaxPodGracePeriod = -1 }, []string{"evictionMaxPodGracePeriod"}},
 		{"lease duration", func(c *KubeletConfiguration) { c.NodeLeaseDurationSeconds = -5 }, []string{"nodeLeaseDurationSeconds"}},
 		{"taints", func(c *KubeletConfiguration) {
 			c.RegisterWithTaints = []Taint{{Key: "ok", Effect: "NoSchedule"}, {Key: "bad key", Effect: "Never"}}
