@@ -141,6 +141,11 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	if err != nil {
 		return err
 	}
+	softThresholds, err := eviction.ParseSoftThresholds(cfg.EvictionSoft, cfg.EvictionSoftGracePeriod)
+	if err != nil {
+		return err
+	}
+	thresholds = append(thresholds, softThresholds...)
 	hostIPs, err := nodeIPs(o)
 	if err != nil {
 		return err
@@ -251,8 +256,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	}
 	evictionMgr, err := eviction.New(eviction.Config{
 		Thresholds: thresholds, TransitionPeriod: cfg.EvictionPressureTransitionPeriod.Duration,
-		// Upstream's hard eviction: a 1 s grace whatever the pod asks for.
-		Grace: 1,
+		MaxPodGracePeriod: int64(cfg.EvictionMaxPodGracePeriod),
 	}, eviction.Deps{
 		Observer: eviction.NodeObserver{RootDir: rootDir, ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", MemoryCapacity: machine.MemoryBytes, ImageFs: imageGC.ImageFs},
 		Stats:    rs,
@@ -305,7 +309,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 	}
 
 	// The authenticated API on address:port: logs, exec, attach, port-forward, /pods, stats, metrics.
-	apiServer, err := server.NewFromConfig(cfg, server.Deps{NodeName: nodeName, NodeIPs: hostIPs, RootDir: rootDir, Client: client, Runtime: rs, Pods: pods, Log: log.Named("server")})
+	apiServer, err := server.NewFromConfig(cfg, server.Deps{NodeName: nodeName, NodeIPs: hostIPs, RootDir: rootDir, Client: client, Runtime: rs, Pods: pods, LogDir: "/var/log", RuntimeName: rtName, Log: log.Named("server")})
 	if err != nil {
 		return err
 	}

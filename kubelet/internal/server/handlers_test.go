@@ -37,6 +37,12 @@ type fakeRuntime struct {
 	cgroups map[string]string
 	// verboseCalls counts verbose ContainerStatus calls.
 	verboseCalls int
+	sandboxes    []*runtimeapi.PodSandbox
+	// images are the images by name that containers' statuses report.
+	images map[string]string
+	// execs records ExecSync commands; execErr fails them.
+	execs   [][]string
+	execErr error
 }
 
 var _ Runtime = (*fakeRuntime)(nil)
@@ -47,13 +53,34 @@ func (f *fakeRuntime) ListContainers(_ context.Context, filter *runtimeapi.Conta
 		if uid := filter.GetLabelSelector()[runtime.LabelPodUID]; uid != "" && c.Labels[runtime.LabelPodUID] != uid {
 			continue
 		}
+		if st := filter.GetState(); st != nil && c.State != st.State {
+			continue
+		}
 		out = append(out, c)
 	}
 	return out, nil
 }
 
-func (f *fakeRuntime) ListPodSandbox(context.Context, *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
-	return nil, nil
+func (f *fakeRuntime) ListPodSandbox(_ context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
+	var out []*runtimeapi.PodSandbox
+	for _, sb := range f.sandboxes {
+		if uid := filter.GetLabelSelector()[runtime.LabelPodUID]; uid != "" && sb.Labels[runtime.LabelPodUID] != uid {
+			continue
+		}
+		if st := filter.GetState(); st != nil && sb.State != st.State {
+			continue
+		}
+		out = append(out, sb)
+	}
+	return out, nil
+}
+
+func (f *fakeRuntime) ExecSync(_ context.Context, id string, cmd []string, _ time.Duration) ([]byte, []byte, error) {
+	f.execs = append(f.execs, cmd)
+	if f.execErr != nil {
+		return nil, nil, f.execErr
+	}
+	return []byte("out of " + id + ": " + strings.Join(cmd, "|") + "\n"), []byte("err\n"), nil
 }
 
 func (f *fakeRuntime) ContainerStatus(_ context.Context, id string, verbose bool) (*runtimeapi.ContainerStatusResponse, error) {
@@ -66,7 +93,11 @@ func (f *fakeRuntime) ContainerStatus(_ context.Context, id string, verbose bool
 	}
 	for _, c := range f.containers {
 		if c.Id == id {
-			return &runtimeapi.ContainerStatusResponse{Status: &runtimeapi.ContainerStatus{Id: id, State: c.State, LogPath: f.logPaths[id]}}, nil
+			st := &runtimeapi.ContainerStatus{Id: id, State: c.State, LogPath: f.logPaths[id]}
+			if img, ok := f.images[id]; ok {
+				st.Image = &runtimeapi.ImageSpec{Image: img}
+			}
+			return &runtimeapi.ContainerStatusResponse{Status: st}, nil
 		}
 	}
 	return nil, errors.New("not found")

@@ -27,6 +27,7 @@ import (
 
 	kubeletv1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
 	"github.com/kubenode/kubenode/kubelet/internal/server/logs"
+	"github.com/kubenode/kubenode/kubelet/internal/server/machine"
 	"github.com/kubenode/kubenode/kubelet/internal/stats"
 )
 
@@ -46,6 +47,8 @@ type Runtime interface {
 	PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error)
 	ListContainerStats(ctx context.Context, filter *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error)
 	ReopenContainerLog(ctx context.Context, id string) error
+	// ExecSync runs a command to completion (/run).
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, err error)
 }
 
 // Stats reads the node's and its running pods' usage: the one source of /stats/summary,
@@ -72,7 +75,14 @@ type Config struct {
 	// Configz is the effective configuration /configz serves as {"kubeletconfig": ...}; nil
 	// or Debugging off: 404.
 	Configz   any
-	Debugging bool // logs, exec, attach, port-forward
+	Debugging bool // logs, exec, attach, port-forward, run, runningpods, spec, node logs
+	// LogDir is the node's log directory /logs/ serves (/var/log on a node); "" or Debugging
+	// off: 404.
+	LogDir string
+	// Machine answers /spec; nil or Debugging off: 404.
+	Machine Machine
+	// RuntimeName prefixes container IDs in /runningpods (containerd://<id>); default "cri".
+	RuntimeName string
 	// Rotator, when set, runs with the server: the logs it rotates are the ones the server
 	// reads, and follow handles its renames.
 	Rotator *logs.Rotator
@@ -111,6 +121,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RuntimeTimeout <= 0 {
 		cfg.RuntimeTimeout = 2 * time.Minute
 	}
+	if cfg.RuntimeName == "" {
+		cfg.RuntimeName = "cri"
+	}
 	s := &Server{cfg: cfg, requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kubelet_http_requests_total", Help: "Requests to the kubelet API server by method, first path segment and code.",
 	}, []string{"method", "path", "code"})}
@@ -143,6 +156,20 @@ func New(cfg Config) (*Server, error) {
 		}
 		for _, p := range []string{"/portForward/{namespace}/{pod}", "/portForward/{namespace}/{pod}/{uid}"} {
 			mux.HandleFunc(p, s.portForward)
+		}
+		for _, p := range []string{"POST /run/{namespace}/{pod}/{container}", "POST /run/{namespace}/{pod}/{uid}/{container}"} {
+			mux.HandleFunc(p, s.run)
+		}
+		mux.HandleFunc("GET /runningpods", s.runningPods)
+		mux.HandleFunc("GET /runningpods/{$}", s.runningPods)
+		// Upstream served /spec/ among the debugging handlers until it dropped the endpoint;
+		// the authorization mapping (nodes/spec) is unchanged.
+		if cfg.Machine != nil {
+			mux.HandleFunc("GET /spec", s.spec)
+			mux.HandleFunc("GET /spec/{$}", s.spec)
+		}
+		if cfg.LogDir != "" {
+			mux.HandleFunc("GET /logs/", s.nodeLogs)
 		}
 	}
 	s.handler = s.withAuth(mux)
@@ -288,7 +315,11 @@ type Deps struct {
 	Runtime Runtime
 	Pods    Pods
 	Metrics prometheus.Gatherer
-	Log     *zap.Logger
+	// LogDir is the node's log directory (/var/log) that /logs/ serves.
+	LogDir string
+	// RuntimeName is the CRI runtime's name (containerd).
+	RuntimeName string
+	Log         *zap.Logger
 }
 
 // NewFromConfig builds the server the kubelet configuration describes: serving certificate
@@ -372,6 +403,9 @@ func NewFromConfig(kc *kubeletv1alpha1.KubeletConfiguration, d Deps) (*Server, e
 		Stats:          stats.New(d.Runtime, d.NodeName, "/proc", now),
 		Configz:        kc,
 		Debugging:      debugging,
+		LogDir:         d.LogDir,
+		Machine:        machine.New("/", now),
+		RuntimeName:    d.RuntimeName,
 		Rotator:        rotator,
 		RuntimeTimeout: kc.RuntimeRequestTimeout.Duration,
 		Log:            d.Log,
