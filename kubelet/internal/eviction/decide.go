@@ -1,9 +1,10 @@
-// Package eviction is the kubelet's node-pressure eviction for hard thresholds (evictionHard), as
+// Package eviction is the kubelet's node-pressure eviction (evictionHard, evictionSoft), as
 // upstream's eviction manager: every 10 s it observes memory.available, nodefs/imagefs
 // available bytes and free inodes, and pid.available; a crossed threshold sets MemoryPressure,
-// DiskPressure or PIDPressure, disk pressure first reclaims unused images, and then one pod is
-// evicted per interval (phase Failed, reason Evicted). The decisions here are pure; Manager
-// does the observing and the killing.
+// DiskPressure or PIDPressure at once. A hard threshold acts at once, a soft one only after it
+// stayed crossed for its grace period; acting means disk pressure first reclaims unused images,
+// and then one pod is evicted per interval (phase Failed, reason Evicted). The decisions here
+// are pure; Manager does the observing and the killing.
 package eviction
 
 import (
@@ -65,13 +66,19 @@ func (s Signal) Condition() v1.NodeConditionType {
 
 func (s Signal) disk() bool { return s.Condition() == v1.NodeDiskPressure }
 
-// Threshold is one hard eviction threshold: the signal is crossed when what is available falls
-// below Quantity, or below Percent of capacity.
+// Threshold is one eviction threshold: the signal is crossed when what is available falls
+// below Quantity, or below Percent of capacity. GracePeriod is how long a soft threshold must
+// stay crossed before it evicts; it is 0 for hard thresholds.
 type Threshold struct {
-	Signal   Signal
-	Quantity *resource.Quantity
-	Percent  float64
+	Signal      Signal
+	Quantity    *resource.Quantity
+	Percent     float64
+	GracePeriod time.Duration
 }
+
+// Hard reports whether the threshold evicts as soon as it is crossed, with HardGrace. As
+// upstream, a soft threshold with a 0 s grace period is a hard one.
+func (t Threshold) Hard() bool { return t.GracePeriod == 0 }
 
 // Value is the threshold in the signal's unit for the given capacity.
 func (t Threshold) Value(capacity int64) int64 {
@@ -81,27 +88,66 @@ func (t Threshold) Value(capacity int64) int64 {
 	return int64(float64(capacity) * t.Percent / 100)
 }
 
+// String names the threshold in logs; a soft one with its grace period.
 func (t Threshold) String() string {
+	s := string(t.Signal) + "<" + strconv.FormatFloat(t.Percent, 'f', -1, 64) + "%"
 	if t.Quantity != nil {
-		return string(t.Signal) + "<" + t.Quantity.String()
+		s = string(t.Signal) + "<" + t.Quantity.String()
 	}
-	return string(t.Signal) + "<" + strconv.FormatFloat(t.Percent, 'f', -1, 64) + "%"
+	if !t.Hard() {
+		s += " for " + t.GracePeriod.String()
+	}
+	return s
 }
 
 // ParseThresholds turns the evictionHard map into thresholds; as upstream, a threshold of 0 or
 // 0% is no threshold at all.
 func ParseThresholds(m map[string]string) ([]Threshold, error) {
+	return parseThresholds("evictionHard", m)
+}
+
+// ParseSoftThresholds turns evictionSoft and evictionSoftGracePeriod into thresholds: every soft
+// signal needs a grace period (upstream refuses to start without one), and a grace period
+// without a soft threshold is a mistake, not something to ignore.
+func ParseSoftThresholds(soft, grace map[string]string) ([]Threshold, error) {
+	out, err := parseThresholds("evictionSoft", soft)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range sortedKeys(soft) {
+		if _, ok := grace[k]; !ok {
+			return nil, fmt.Errorf("evictionSoftGracePeriod[%s]: missing: every evictionSoft signal needs a grace period", k)
+		}
+	}
+	periods := map[Signal]time.Duration{}
+	for _, k := range sortedKeys(grace) {
+		if _, ok := soft[k]; !ok {
+			return nil, fmt.Errorf("evictionSoftGracePeriod[%s]: no evictionSoft[%s] threshold to go with it", k, k)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(grace[k]))
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("evictionSoftGracePeriod[%s]: %q is not a non-negative duration such as 1m30s", k, grace[k])
+		}
+		periods[Signal(k)] = d
+	}
+	for i := range out {
+		out[i].GracePeriod = periods[out[i].Signal]
+	}
+	return out, nil
+}
+
+func parseThresholds(fieldName string, m map[string]string) ([]Threshold, error) {
 	var out []Threshold
 	for _, k := range sortedKeys(m) {
 		s := Signal(k)
 		if s.Resource() == "" {
-			return nil, fmt.Errorf("evictionHard[%s]: unknown eviction signal", k)
+			return nil, fmt.Errorf("%s[%s]: unknown eviction signal", fieldName, k)
 		}
 		v := strings.TrimSpace(m[k])
 		if p, ok := strings.CutSuffix(v, "%"); ok {
 			f, err := strconv.ParseFloat(p, 64)
 			if err != nil || f < 0 || f > 100 {
-				return nil, fmt.Errorf("evictionHard[%s]: %q is not a percentage between 0%% and 100%%", k, v)
+				return nil, fmt.Errorf("%s[%s]: %q is not a percentage between 0%% and 100%%", fieldName, k, v)
 			}
 			if f > 0 {
 				out = append(out, Threshold{Signal: s, Percent: f})
@@ -110,7 +156,7 @@ func ParseThresholds(m map[string]string) ([]Threshold, error) {
 		}
 		q, err := resource.ParseQuantity(v)
 		if err != nil || q.Sign() < 0 {
-			return nil, fmt.Errorf("evictionHard[%s]: %q is not a quantity (100Mi) or a percentage (10%%)", k, v)
+			return nil, fmt.Errorf("%s[%s]: %q is not a quantity (100Mi) or a percentage (10%%)", fieldName, k, v)
 		}
 		if q.Sign() > 0 {
 			out = append(out, Threshold{Signal: s, Quantity: &q})
@@ -137,8 +183,9 @@ type Observation struct {
 // Observations are the signals read in one pass; a signal that could not be read is absent.
 type Observations map[Signal]Observation
 
-// Met returns the thresholds crossed by the observations, memory first (upstream's order: the
-// memory signal is the one reclaimed first when several are met).
+// Met returns the thresholds crossed by the observations, grace periods aside, memory first
+// (upstream's order: the memory signal is the one reclaimed first when several are met) and
+// otherwise in the given order (hard before soft).
 func Met(thresholds []Threshold, obs Observations) []Threshold {
 	var out []Threshold
 	for _, t := range thresholds {
@@ -347,23 +394,115 @@ func Message(t Threshold, o Observation, p PodUsage) string {
 	return msg
 }
 
+// Crossed holds since when each threshold has been crossed without a break, by its String.
+type Crossed map[string]time.Time
+
+// Update records the met thresholds at now: one already crossed keeps its time, a newly crossed
+// one starts at now (returned), and one no longer met is forgotten, so its grace period starts
+// over the next time it is crossed.
+func (c Crossed) Update(met []Threshold, now time.Time) (newly []Threshold) {
+	keep := map[string]bool{}
+	for _, t := range met {
+		k := t.String()
+		keep[k] = true
+		if _, ok := c[k]; !ok {
+			c[k] = now
+			newly = append(newly, t)
+		}
+	}
+	for k := range c {
+		if !keep[k] {
+			delete(c, k)
+		}
+	}
+	return newly
+}
+
+// Due returns the met thresholds that have stayed crossed for their grace period (hard ones at
+// once), order kept.
+func (c Crossed) Due(met []Threshold, now time.Time) []Threshold {
+	var out []Threshold
+	for _, t := range met {
+		first, ok := c[t.String()]
+		if !ok {
+			first = now
+		}
+		if now.Sub(first) >= t.GracePeriod {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// State is what the decision carries from one pass to the next.
+type State struct {
+	Pressure Pressure
+	Crossed  Crossed
+}
+
+// NewState returns the state of a kubelet that has seen nothing crossed yet.
+func NewState() State { return State{Pressure: Pressure{}, Crossed: Crossed{}} }
+
 // Decision is what one pass does.
 type Decision struct {
-	// Conditions are the pressure conditions that are on.
+	// Conditions are the pressure conditions that are on: every crossed threshold, hard or
+	// soft, sets its condition at once.
 	Conditions []v1.NodeConditionType
-	// Threshold is the met threshold acted on (nil: none met); Reclaim says to reclaim disk
+	// Threshold is the threshold acted on (nil: none is due); Reclaim says to reclaim disk
 	// (unused images) before evicting.
 	Threshold *Threshold
 	Reclaim   bool
+	// Waiting are the crossed soft thresholds whose grace period has not passed yet; Newly the
+	// thresholds crossed in this pass that were not before.
+	Waiting []Threshold
+	Newly   []Threshold
 }
 
-// Decide picks the threshold to act on: the first met one (memory first).
-func Decide(met []Threshold, conditions []v1.NodeConditionType) Decision {
-	d := Decision{Conditions: conditions}
-	if len(met) > 0 {
-		t := met[0]
+// Decide is one pass over the observations at now: it updates st (conditions' last crossing,
+// thresholds' first crossing) and picks the threshold to act on, the first due one (memory
+// first, hard before soft).
+func Decide(thresholds []Threshold, obs Observations, st State, now time.Time, transition time.Duration) Decision {
+	met := Met(thresholds, obs)
+	d := Decision{Conditions: st.Pressure.Update(met, now, transition), Newly: st.Crossed.Update(met, now)}
+	due := st.Crossed.Due(met, now)
+	for _, t := range met {
+		if !containsThreshold(due, t) {
+			d.Waiting = append(d.Waiting, t)
+		}
+	}
+	if len(due) > 0 {
+		t := due[0]
 		d.Threshold = &t
 		d.Reclaim = t.Signal.disk()
 	}
 	return d
+}
+
+func containsThreshold(ts []Threshold, t Threshold) bool {
+	for _, x := range ts {
+		if x.String() == t.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// HardGrace is the termination grace, in seconds, of a pod evicted for a hard threshold
+// (upstream's immediateEvictionGracePeriodSeconds).
+const HardGrace = 1
+
+// KillGrace is the termination grace in seconds for evicting pod for t. Hard: HardGrace. Soft:
+// maxPodGrace (evictionMaxPodGracePeriod), lowered to the pod's terminationGracePeriodSeconds
+// when that is shorter, as upstream since AllowOverwriteTerminationGracePeriodSeconds went
+// away. Never below 1 s: upstream's pod workers raise any shorter grace to 1, so a
+// maxPodGrace of 0 means 1 s, not the pod's own period.
+func KillGrace(t Threshold, pod *v1.Pod, maxPodGrace int64) int64 {
+	if t.Hard() {
+		return HardGrace
+	}
+	g := maxPodGrace
+	if tg := pod.Spec.TerminationGracePeriodSeconds; tg != nil && *tg < g {
+		g = *tg
+	}
+	return max(g, 1)
 }

@@ -91,15 +91,139 @@ func TestMetAndPressure(t *testing.T) {
 			if !reflect.DeepEqual(sigs, tc.met) {
 				t.Errorf("met = %v, want %v", sigs, tc.met)
 			}
-			if got := (Pressure{}).Update(met, t0, time.Minute); !reflect.DeepEqual(got, tc.conds) {
-				t.Errorf("conditions = %v, want %v", got, tc.conds)
+			d := Decide(th, tc.obs, NewState(), t0, time.Minute)
+			if !reflect.DeepEqual(d.Conditions, tc.conds) {
+				t.Errorf("conditions = %v, want %v", d.Conditions, tc.conds)
 			}
-			d := Decide(met, nil)
 			if (d.Threshold != nil) != (len(tc.met) > 0) || (d.Threshold != nil && d.Threshold.Signal != tc.met[0]) {
 				t.Errorf("decision threshold = %v, want the first of %v", d.Threshold, tc.met)
 			}
 			if d.Threshold != nil && d.Reclaim != (tc.met[0] != MemoryAvailable && tc.met[0] != PIDAvailable) {
 				t.Errorf("reclaim = %v for %s: only disk signals reclaim images", d.Reclaim, tc.met[0])
+			}
+		})
+	}
+}
+
+func TestParseSoftThresholds(t *testing.T) {
+	got, err := ParseSoftThresholds(
+		map[string]string{"memory.available": "500Mi", "nodefs.available": "15%", "pid.available": "0"},
+		map[string]string{"memory.available": "1m30s", "nodefs.available": "0s", "pid.available": "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, th := range got {
+		names = append(names, th.String())
+	}
+	// A 0 threshold is none; a 0 s grace period makes a soft threshold act like a hard one.
+	if want := []string{"memory.available<500Mi for 1m30s", "nodefs.available<15%"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("thresholds = %v, want %v", names, want)
+	}
+	if got[0].Hard() || !got[1].Hard() {
+		t.Errorf("hard = %v, %v", got[0].Hard(), got[1].Hard())
+	}
+	for _, tc := range []struct {
+		name        string
+		soft, grace map[string]string
+		wantErr     string
+	}{
+		{"soft signal without grace period", map[string]string{"memory.available": "1Gi"}, nil, "evictionSoftGracePeriod[memory.available]: missing"},
+		{"grace period without soft threshold", map[string]string{"memory.available": "1Gi"},
+			map[string]string{"memory.available": "1m", "nodefs.available": "1m"}, "evictionSoftGracePeriod[nodefs.available]: no evictionSoft"},
+		{"bad duration", map[string]string{"memory.available": "1Gi"}, map[string]string{"memory.available": "soon"}, "evictionSoftGracePeriod[memory.available]: \"soon\""},
+		{"negative duration", map[string]string{"memory.available": "1Gi"}, map[string]string{"memory.available": "-1m"}, "evictionSoftGracePeriod[memory.available]"},
+		{"bad threshold", map[string]string{"memory.available": "lots"}, map[string]string{"memory.available": "1m"}, "evictionSoft[memory.available]: \"lots\""},
+		{"unknown signal", map[string]string{"disk.free": "1Gi"}, map[string]string{"disk.free": "1m"}, "evictionSoft[disk.free]: unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseSoftThresholds(tc.soft, tc.grace); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestDecideSoftGracePeriod walks one state through passes: a soft threshold sets its
+// condition at once, acts only once it stayed crossed for its grace period, and starts over
+// when it drops below in between; a hard one acts at once and before a soft one of its signal.
+func TestDecideSoftGracePeriod(t *testing.T) {
+	hard, _ := ParseThresholds(map[string]string{"memory.available": "100Mi", "nodefs.available": "10%"})
+	soft, err := ParseSoftThresholds(map[string]string{"memory.available": "500Mi", "nodefs.available": "20%"},
+		map[string]string{"memory.available": "90s", "nodefs.available": "30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := append(hard, soft...)
+	mem := func(avail int64) Observations {
+		return Observations{MemoryAvailable: {Available: avail * mi, Capacity: 1000 * mi}}
+	}
+	both := func(memAvail, fsAvail int64) Observations {
+		o := mem(memAvail)
+		o[NodeFsAvailable] = Observation{Available: fsAvail, Capacity: 100}
+		return o
+	}
+	memP := []v1.NodeConditionType{v1.NodeMemoryPressure}
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, s := range []struct {
+		name    string
+		at      time.Duration
+		obs     Observations
+		conds   []v1.NodeConditionType
+		act     string // the threshold acted on, "" for none
+		waiting int
+	}{
+		{"soft crossed: condition at once, no eviction", 0, mem(400), memP, "", 1},
+		{"still within the grace period", 60 * time.Second, mem(400), memP, "", 1},
+		{"dropped below: timer resets, condition stays for the transition period", 80 * time.Second, mem(600), memP, "", 0},
+		{"crossed again", 100 * time.Second, mem(400), memP, "", 1},
+		{"89 s after the new crossing: still waiting", 189 * time.Second, mem(400), memP, "", 1},
+		{"90 s after it: due", 190 * time.Second, mem(400), memP, "memory.available<500Mi for 1m30s", 0},
+		{"hard crossed too: hard acts first", 200 * time.Second, mem(50), memP, "memory.available<100Mi", 0},
+		{"soft nodefs crossed while soft memory is due: memory first", 210 * time.Second, both(400, 15),
+			[]v1.NodeConditionType{v1.NodeDiskPressure, v1.NodeMemoryPressure}, "memory.available<500Mi for 1m30s", 1},
+		{"memory recovers, nodefs soft not due yet", 230 * time.Second, both(600, 15),
+			[]v1.NodeConditionType{v1.NodeDiskPressure, v1.NodeMemoryPressure}, "", 1},
+		{"nodefs soft due after 30 s", 240 * time.Second, both(600, 15),
+			[]v1.NodeConditionType{v1.NodeDiskPressure, v1.NodeMemoryPressure}, "nodefs.available<20% for 30s", 0},
+		{"all fine past the transition period", 240*time.Second + 6*time.Minute, both(600, 50), nil, "", 0},
+	} {
+		d := Decide(th, s.obs, st, t0.Add(s.at), 5*time.Minute)
+		act := ""
+		if d.Threshold != nil {
+			act = d.Threshold.String()
+		}
+		if !reflect.DeepEqual(d.Conditions, s.conds) || act != s.act || len(d.Waiting) != s.waiting {
+			t.Errorf("%s (at %s): conditions %v, act %q, waiting %v; want %v, %q, %d waiting", s.name, s.at, d.Conditions, act, d.Waiting, s.conds, s.act, s.waiting)
+		}
+		if d.Threshold != nil && d.Reclaim != d.Threshold.Signal.disk() {
+			t.Errorf("%s: reclaim %v for %s", s.name, d.Reclaim, d.Threshold)
+		}
+	}
+}
+
+func TestKillGrace(t *testing.T) {
+	hard, _ := ParseThresholds(map[string]string{"memory.available": "100Mi"})
+	soft, _ := ParseSoftThresholds(map[string]string{"memory.available": "500Mi"}, map[string]string{"memory.available": "1m"})
+	withGrace := func(s int64) func(*v1.Pod) { return func(p *v1.Pod) { p.Spec.TerminationGracePeriodSeconds = &s } }
+	for _, tc := range []struct {
+		name     string
+		th       Threshold
+		pod      *v1.Pod
+		maxGrace int64
+		want     int64
+	}{
+		{"hard: 1 s whatever the pod asks", hard[0], pod("p", withGrace(60)), 30, 1},
+		{"soft: capped at evictionMaxPodGracePeriod", soft[0], pod("p", withGrace(60)), 30, 30},
+		{"soft: the pod's shorter grace", soft[0], pod("p", withGrace(10)), 30, 10},
+		{"soft: pod without a grace period gets the cap", soft[0], pod("p"), 30, 30},
+		{"soft: evictionMaxPodGracePeriod 0 means 1 s, as upstream", soft[0], pod("p", withGrace(60)), 0, 1},
+		{"soft: a pod's 0 s grace still gets 1 s", soft[0], pod("p", withGrace(0)), 30, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := KillGrace(tc.th, tc.pod, tc.maxGrace); got != tc.want {
+				t.Errorf("KillGrace = %d, want %d", got, tc.want)
 			}
 		})
 	}
@@ -330,7 +454,7 @@ func TestManagerEvictsOnePodPerPass(t *testing.T) {
 	ev := NewEvictions(pods, func(uid types.UID) { triggered = append(triggered, uid) }, nil)
 	rec := record.NewFakeRecorder(10)
 	kicked := 0
-	m, err := New(Config{Thresholds: th, TransitionPeriod: time.Minute, Grace: 1}, Deps{
+	m, err := New(Config{Thresholds: th, TransitionPeriod: time.Minute, MaxPodGracePeriod: 30}, Deps{
 		Observer: obs, Stats: fakeStats{},
 		ActivePods: func() []*v1.Pod {
 			var out []*v1.Pod
@@ -415,6 +539,55 @@ func TestManagerReclaimsBeforeEvicting(t *testing.T) {
 		t.Errorf("victim %v, evicted %v", v, evicted)
 	}
 }
+
+func TestManagerSoftEviction(t *testing.T) {
+	soft, _ := ParseSoftThresholds(map[string]string{"memory.available": "500Mi"}, map[string]string{"memory.available": "1m"})
+	obs := &fakeObserver{obs: Observations{MemoryAvailable: {Available: 400 * mi, Capacity: 1000 * mi}}}
+	long := pod("long", func(p *v1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(120)) })
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type kill struct {
+		name  string
+		grace int64
+		msg   string
+	}
+	var kills []kill
+	m, err := New(Config{Thresholds: soft, TransitionPeriod: time.Minute, MaxPodGracePeriod: 45}, Deps{
+		Observer: obs, Stats: fakeStats{}, ActivePods: func() []*v1.Pod { return []*v1.Pod{long} },
+		Killer: killerGraceFunc(func(p *v1.Pod, g int64, msg string) { kills = append(kills, kill{p.Name, g, msg}) }),
+		Now:    func() time.Time { return now }, Log: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if v := m.Synchronize(ctx); v != nil {
+		t.Fatalf("evicted %s as soon as the soft threshold was crossed", v.Name)
+	}
+	if got := m.Conditions(); !reflect.DeepEqual(got, []v1.NodeConditionType{v1.NodeMemoryPressure}) {
+		t.Errorf("conditions = %v: a crossed soft threshold sets the condition at once", got)
+	}
+	if rej := m.Admit(pod("new-be")); rej == nil {
+		t.Error("a BestEffort pod was admitted under soft memory pressure")
+	}
+	now = now.Add(50 * time.Second)
+	if v := m.Synchronize(ctx); v != nil {
+		t.Fatalf("evicted %s before the grace period passed", v.Name)
+	}
+	now = now.Add(10 * time.Second)
+	if v := m.Synchronize(ctx); v == nil || len(kills) != 1 {
+		t.Fatalf("no eviction after the grace period: %v", kills)
+	}
+	want := "The node was low on resource: memory. Threshold quantity: 500Mi, available: 400Mi. "
+	if k := kills[0]; k.name != "long" || k.grace != 45 || !strings.HasPrefix(k.msg, want) {
+		t.Errorf("kill %+v, want long with grace 45 (the cap below the pod's 120) and a message starting %q", k, want)
+	}
+}
+
+type killerGraceFunc func(*v1.Pod, int64, string)
+
+func (f killerGraceFunc) Evict(p *v1.Pod, g int64, msg string) { f(p, g, msg) }
+
+func (f killerGraceFunc) Forget() {}
 
 type killerFunc func(*v1.Pod)
 

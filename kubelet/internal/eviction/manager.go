@@ -38,8 +38,9 @@ type Config struct {
 	TransitionPeriod time.Duration
 	// Interval is the housekeeping period (10s, upstream's).
 	Interval time.Duration
-	// Grace is the kill grace of an evicted pod in seconds (upstream's hard eviction: 1).
-	Grace int64
+	// MaxPodGracePeriod caps, in seconds, the kill grace of a pod evicted for a soft threshold
+	// (evictionMaxPodGracePeriod); see KillGrace.
+	MaxPodGracePeriod int64
 }
 
 // Deps are the manager's collaborators.
@@ -63,7 +64,7 @@ type Manager struct {
 	d   Deps
 
 	mu         sync.Mutex
-	pressure   Pressure
+	state      State
 	conditions []v1.NodeConditionType
 	lastWarn   time.Time // Synchronize runs on one goroutine
 }
@@ -94,7 +95,7 @@ func New(cfg Config, d Deps) (*Manager, error) {
 	if d.Recorder == nil {
 		d.Recorder = &record.FakeRecorder{}
 	}
-	return &Manager{cfg: cfg, d: d, pressure: Pressure{}}, nil
+	return &Manager{cfg: cfg, d: d, state: NewState()}, nil
 }
 
 // Run synchronizes every interval until ctx ends.
@@ -138,9 +139,9 @@ func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 			m.d.Log.Debug("eviction signals", zap.Error(err))
 		}
 	}
-	met := Met(m.cfg.Thresholds, obs)
 	m.mu.Lock()
-	conds := m.pressure.Update(met, now, m.cfg.TransitionPeriod)
+	dec := Decide(m.cfg.Thresholds, obs, m.state, now, m.cfg.TransitionPeriod)
+	conds := dec.Conditions
 	changed := !equalConditions(conds, m.conditions)
 	m.conditions = conds
 	m.mu.Unlock()
@@ -150,7 +151,12 @@ func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 			m.d.ConditionsChanged()
 		}
 	}
-	dec := Decide(met, conds)
+	for _, t := range dec.Newly {
+		if !t.Hard() {
+			m.d.Log.Info("soft eviction threshold crossed; evicting if it stays crossed for its grace period",
+				zap.String("threshold", t.String()), zap.Int64("available", obs[t.Signal].Available))
+		}
+	}
 	if dec.Threshold == nil {
 		return nil
 	}
@@ -191,9 +197,9 @@ func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 	}
 	victim := ranked[0]
 	msg := Message(t, o, victim)
-	log.Info("evicting pod", zap.String("pod", victim.Pod.Namespace+"/"+victim.Pod.Name), zap.String("message", msg))
+	log.Info("evicting pod", zap.String("pod", victim.Pod.Namespace+"/"+victim.Pod.Name), zap.Int64("gracePeriodSeconds", KillGrace(t, victim.Pod, m.cfg.MaxPodGracePeriod)), zap.String("message", msg))
 	m.d.Recorder.Event(victim.Pod, v1.EventTypeWarning, Reason, msg)
-	m.d.Killer.Evict(victim.Pod, m.cfg.Grace, msg)
+	m.d.Killer.Evict(victim.Pod, KillGrace(t, victim.Pod, m.cfg.MaxPodGracePeriod), msg)
 	return victim.Pod
 }
 
