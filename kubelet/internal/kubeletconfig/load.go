@@ -79,6 +79,11 @@ func fromUpstream(up *kubeletv1beta1.KubeletConfiguration, c *v1alpha1.KubeletCo
 	c.SystemReserved = up.SystemReserved
 	c.KubeReserved = up.KubeReserved
 	c.EvictionHard = up.EvictionHard
+	c.EvictionSoft = up.EvictionSoft
+	c.EvictionSoftGracePeriod = up.EvictionSoftGracePeriod
+	// Upstream's negative value ("defer to the pod", per its flag help) has meant a 1 s kill since
+	// soft evictions stopped overriding longer pod grace periods, the same as 0.
+	c.EvictionMaxPodGracePeriod = max(up.EvictionMaxPodGracePeriod, 0)
 	c.EvictionPressureTransitionPeriod = up.EvictionPressureTransitionPeriod
 	c.FailSwapOn = up.FailSwapOn
 	c.NodeStatusUpdateFrequency = up.NodeStatusUpdateFrequency

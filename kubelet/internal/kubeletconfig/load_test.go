@@ -55,7 +55,7 @@ func TestLoadUpstreamUnsupportedFields(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want *config.Error", err)
 	}
-	want := map[string]int{"cpuManagerPolicy": 5, "readOnlyPort": 7, "evictionSoft": 8}
+	want := map[string]int{"cpuManagerPolicy": 5, "readOnlyPort": 7, "evictionMinimumReclaim": 8}
 	if len(ce.Problems) != len(want) {
 		t.Fatalf("problems = %v, want exactly %v", ce.Problems, want)
 	}
@@ -165,6 +165,14 @@ func TestLoadUpstreamPullAndPodSettings(t *testing.T) {
 			return *c.SerializeImagePulls && c.MaxParallelImagePulls == nil
 		}, ""},
 		{"parallel cap with serialized pulls is refused", "maxParallelImagePulls: 5\n", nil, "maxParallelImagePulls: Invalid value: 5"},
+		{"soft eviction carried over", "evictionSoft:\n  memory.available: 500Mi\nevictionSoftGracePeriod:\n  memory.available: 1m30s\nevictionMaxPodGracePeriod: 60\n",
+			func(c *v1alpha1.KubeletConfiguration) bool {
+				return c.EvictionSoft["memory.available"] == "500Mi" && c.EvictionSoftGracePeriod["memory.available"] == "1m30s" && c.EvictionMaxPodGracePeriod == 60
+			}, ""},
+		{"negative max pod grace period means what 0 means", "evictionMaxPodGracePeriod: -1\n", func(c *v1alpha1.KubeletConfiguration) bool {
+			return c.EvictionMaxPodGracePeriod == 0
+		}, ""},
+		{"soft threshold without a grace period is refused", "evictionSoft:\n  memory.available: 500Mi\n", nil, "evictionSoftGracePeriod[memory.available]: Required value"},
 		{"pids limit and swap check carried over", "podPidsLimit: 1024\nfailSwapOn: false\n", func(c *v1alpha1.KubeletConfiguration) bool {
 			return *c.PodPidsLimit == 1024 && !*c.FailSwapOn
 		}, ""},
