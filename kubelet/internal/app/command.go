@@ -76,8 +76,9 @@ type flagValues struct {
 	anonymousAuth                                   bool
 	authorizationMode                               string
 	nodeIP                                          string
-	evictionHard                                    string
-	parsedEviction                                  map[string]string
+	evictionHard, evictionSoft, evictionSoftGrace   string
+	parsedEviction, parsedSoft, parsedSoftGrace     map[string]string
+	evictionMaxPodGrace                             int32
 	imageGCHigh, imageGCLow                         int32
 }
 
@@ -117,7 +118,13 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 			if f.parsedTaints, err = parseTaints(f.taints); err != nil {
 				return err
 			}
-			if f.parsedEviction, err = parseEvictionHard(f.evictionHard); err != nil {
+			if f.parsedEviction, err = parseEvictionMap("eviction-hard", f.evictionHard, "<"); err != nil {
+				return err
+			}
+			if f.parsedSoft, err = parseEvictionMap("eviction-soft", f.evictionSoft, "<"); err != nil {
+				return err
+			}
+			if f.parsedSoftGrace, err = parseEvictionMap("eviction-soft-grace-period", f.evictionSoftGrace, "="); err != nil {
 				return err
 			}
 			cfg, logger, err := startup.Load(startup.Config[kubeletv1alpha1.KubeletConfiguration]{
@@ -164,6 +171,9 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 
 	fs = sections.Section("Resources")
 	fs.StringVar(&f.evictionHard, "eviction-hard", "", "hard eviction thresholds as upstream writes them, e.g. memory.available<100Mi,nodefs.available<10%; replaces the defaults [evictionHard]")
+	fs.StringVar(&f.evictionSoft, "eviction-soft", "", "soft eviction thresholds, e.g. memory.available<500Mi; each needs a grace period [evictionSoft]")
+	fs.StringVar(&f.evictionSoftGrace, "eviction-soft-grace-period", "", "how long each soft threshold must stay crossed before evicting, e.g. memory.available=1m30s [evictionSoftGracePeriod]")
+	fs.Int32Var(&f.evictionMaxPodGrace, "eviction-max-pod-grace-period", 0, "cap in seconds on the termination grace of pods evicted for soft thresholds; 0 means 1 s [evictionMaxPodGracePeriod]")
 	fs.Int32Var(&f.imageGCHigh, "image-gc-high-threshold", kubeletv1alpha1.DefaultImageGCHighThreshold, "image filesystem usage (percent) that starts image garbage collection; 100 disables it [imageGCHighThresholdPercent]")
 	fs.Int32Var(&f.imageGCLow, "image-gc-low-threshold", kubeletv1alpha1.DefaultImageGCLowThreshold, "usage (percent) image garbage collection frees down to [imageGCLowThresholdPercent]")
 
@@ -194,33 +204,36 @@ kubelet.config.k8s.io/v1beta1 KubeletConfiguration); flags set on the command li
 func overrides(f *flagValues, logOpts *log.Options) config.Overrides[kubeletv1alpha1.KubeletConfiguration] {
 	type C = kubeletv1alpha1.KubeletConfiguration
 	return config.Overrides[C]{
-		"node-labels":                func(c *C) { c.NodeLabels = f.nodeLabels },
-		"register-with-taints":       func(c *C) { c.RegisterWithTaints = f.parsedTaints },
-		"register-node":              func(c *C) { c.RegisterNode = &f.registerNode },
-		"provider-id":                func(c *C) { c.ProviderID = f.providerID },
-		"max-pods":                   func(c *C) { c.MaxPods = f.maxPods },
-		"container-runtime-endpoint": func(c *C) { c.ContainerRuntimeEndpoint = f.runtimeEndpoint },
-		"image-service-endpoint":     func(c *C) { c.ImageServiceEndpoint = f.imageEndpoint },
-		"runtime-request-timeout":    func(c *C) { c.RuntimeRequestTimeout = metav1.Duration{Duration: f.runtimeRequestTimeout} },
-		"pod-manifest-path":          func(c *C) { c.StaticPodPath = f.podManifestPath },
-		"cgroup-driver":              func(c *C) { c.CgroupDriver = f.cgroupDriver },
-		"cgroup-root":                func(c *C) { c.CgroupRoot = f.cgroupRoot },
-		"fail-swap-on":               func(c *C) { c.FailSwapOn = &f.failSwapOn },
-		"eviction-hard":              func(c *C) { c.EvictionHard = f.parsedEviction },
-		"image-gc-high-threshold":    func(c *C) { c.ImageGCHighThresholdPercent = &f.imageGCHigh },
-		"image-gc-low-threshold":     func(c *C) { c.ImageGCLowThresholdPercent = &f.imageGCLow },
-		"cluster-dns":                func(c *C) { c.ClusterDNS = f.clusterDNS },
-		"cluster-domain":             func(c *C) { c.ClusterDomain = f.clusterDomain },
-		"resolv-conf":                func(c *C) { c.ResolverConfig = &f.resolvConf },
-		"address":                    func(c *C) { c.Address = f.address },
-		"port":                       func(c *C) { c.Port = f.port },
-		"healthz-port":               func(c *C) { c.HealthzPort = &f.healthzPort },
-		"tls-cert-file":              func(c *C) { c.TLSCertFile = f.tlsCertFile },
-		"tls-private-key-file":       func(c *C) { c.TLSPrivateKeyFile = f.tlsKeyFile },
-		"client-ca-file":             func(c *C) { c.Authentication.X509.ClientCAFile = f.clientCAFile },
-		"anonymous-auth":             func(c *C) { c.Authentication.Anonymous.Enabled = &f.anonymousAuth },
-		"authorization-mode":         func(c *C) { c.Authorization.Mode = f.authorizationMode },
-		"logging-format":             func(c *C) { c.Logging.Format = logOpts.Format },
+		"node-labels":                   func(c *C) { c.NodeLabels = f.nodeLabels },
+		"register-with-taints":          func(c *C) { c.RegisterWithTaints = f.parsedTaints },
+		"register-node":                 func(c *C) { c.RegisterNode = &f.registerNode },
+		"provider-id":                   func(c *C) { c.ProviderID = f.providerID },
+		"max-pods":                      func(c *C) { c.MaxPods = f.maxPods },
+		"container-runtime-endpoint":    func(c *C) { c.ContainerRuntimeEndpoint = f.runtimeEndpoint },
+		"image-service-endpoint":        func(c *C) { c.ImageServiceEndpoint = f.imageEndpoint },
+		"runtime-request-timeout":       func(c *C) { c.RuntimeRequestTimeout = metav1.Duration{Duration: f.runtimeRequestTimeout} },
+		"pod-manifest-path":             func(c *C) { c.StaticPodPath = f.podManifestPath },
+		"cgroup-driver":                 func(c *C) { c.CgroupDriver = f.cgroupDriver },
+		"cgroup-root":                   func(c *C) { c.CgroupRoot = f.cgroupRoot },
+		"fail-swap-on":                  func(c *C) { c.FailSwapOn = &f.failSwapOn },
+		"eviction-hard":                 func(c *C) { c.EvictionHard = f.parsedEviction },
+		"eviction-soft":                 func(c *C) { c.EvictionSoft = f.parsedSoft },
+		"eviction-soft-grace-period":    func(c *C) { c.EvictionSoftGracePeriod = f.parsedSoftGrace },
+		"eviction-max-pod-grace-period": func(c *C) { c.EvictionMaxPodGracePeriod = f.evictionMaxPodGrace },
+		"image-gc-high-threshold":       func(c *C) { c.ImageGCHighThresholdPercent = &f.imageGCHigh },
+		"image-gc-low-threshold":        func(c *C) { c.ImageGCLowThresholdPercent = &f.imageGCLow },
+		"cluster-dns":                   func(c *C) { c.ClusterDNS = f.clusterDNS },
+		"cluster-domain":                func(c *C) { c.ClusterDomain = f.clusterDomain },
+		"resolv-conf":                   func(c *C) { c.ResolverConfig = &f.resolvConf },
+		"address":                       func(c *C) { c.Address = f.address },
+		"port":                          func(c *C) { c.Port = f.port },
+		"healthz-port":                  func(c *C) { c.HealthzPort = &f.healthzPort },
+		"tls-cert-file":                 func(c *C) { c.TLSCertFile = f.tlsCertFile },
+		"tls-private-key-file":          func(c *C) { c.TLSPrivateKeyFile = f.tlsKeyFile },
+		"client-ca-file":                func(c *C) { c.Authentication.X509.ClientCAFile = f.clientCAFile },
+		"anonymous-auth":                func(c *C) { c.Authentication.Anonymous.Enabled = &f.anonymousAuth },
+		"authorization-mode":            func(c *C) { c.Authorization.Mode = f.authorizationMode },
+		"logging-format":                func(c *C) { c.Logging.Format = logOpts.Format },
 	}
 }
 
@@ -260,20 +273,26 @@ func parseTaints(specs []string) ([]kubeletv1alpha1.Taint, error) {
 	return out, nil
 }
 
-// parseEvictionHard parses --eviction-hard in upstream's form: signal<quantity pairs separated by
-// commas ("memory.available<100Mi,nodefs.available<10%"). Values are checked with the config.
-func parseEvictionHard(s string) (map[string]string, error) {
+// parseEvictionMap parses an eviction flag in upstream's form: signal<quantity pairs
+// (--eviction-hard, --eviction-soft: "memory.available<100Mi,nodefs.available<10%") or
+// signal=duration pairs (--eviction-soft-grace-period: "memory.available=1m30s"), separated by
+// commas. Values are checked with the config.
+func parseEvictionMap(flag, s, sep string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
+	example := "signal<quantity (e.g. memory.available<100Mi)"
+	if sep == "=" {
+		example = "signal=duration (e.g. memory.available=1m30s)"
+	}
 	out := map[string]string{}
 	for _, part := range strings.Split(s, ",") {
-		signal, value, ok := strings.Cut(strings.TrimSpace(part), "<")
+		signal, value, ok := strings.Cut(strings.TrimSpace(part), sep)
 		if !ok || signal == "" || value == "" {
-			return nil, fmt.Errorf("invalid --eviction-hard %q: %q is not signal<quantity (e.g. memory.available<100Mi)", s, part)
+			return nil, fmt.Errorf("invalid --%s %q: %q is not %s", flag, s, part, example)
 		}
 		if _, dup := out[signal]; dup {
-			return nil, fmt.Errorf("invalid --eviction-hard %q: %s given twice", s, signal)
+			return nil, fmt.Errorf("invalid --%s %q: %s given twice", flag, s, signal)
 		}
 		out[signal] = value
 	}

@@ -102,6 +102,11 @@ failSwapOn: true
 				t.Fatalf("got evictionHard %v imageGC %d/%d", c.EvictionHard, *c.ImageGCHighThresholdPercent, *c.ImageGCLowThresholdPercent)
 			}
 		}},
+		{"soft eviction flags", []string{"--eviction-soft=memory.available<500Mi", "--eviction-soft-grace-period=memory.available=1m30s", "--eviction-max-pod-grace-period=60"}, func(t *testing.T, _ *Options, c *kubeletv1alpha1.KubeletConfiguration) {
+			if c.EvictionSoft["memory.available"] != "500Mi" || c.EvictionSoftGracePeriod["memory.available"] != "1m30s" || c.EvictionMaxPodGracePeriod != 60 {
+				t.Fatalf("got evictionSoft %v grace %v max %d", c.EvictionSoft, c.EvictionSoftGracePeriod, c.EvictionMaxPodGracePeriod)
+			}
+		}},
 		{"options", []string{"--kubeconfig=/etc/kubernetes/kubelet.conf", "--hostname-override=Node-1", "--node-ip=10.0.0.5,fd00::5", "--root-dir=/tmp/kl"}, func(t *testing.T, o *Options, _ *kubeletv1alpha1.KubeletConfiguration) {
 			name, err := o.NodeName()
 			if err != nil || name != "node-1" || o.Kubeconfig != "/etc/kubernetes/kubelet.conf" || len(o.NodeIPs) != 2 || o.RootDir != "/tmp/kl" {
@@ -131,6 +136,8 @@ func TestFlagErrors(t *testing.T) {
 		{"eviction syntax", []string{"--eviction-hard=memory.available=1Gi"}, "invalid --eviction-hard"},
 		{"eviction signal twice", []string{"--eviction-hard=memory.available<1Gi,memory.available<2Gi"}, "memory.available given twice"},
 		{"eviction value is validated", []string{"--eviction-hard=memory.available<lots"}, "evictionHard[memory.available]"},
+		{"soft eviction without grace period", []string{"--eviction-soft=memory.available<500Mi"}, "evictionSoftGracePeriod[memory.available]"},
+		{"soft grace period syntax", []string{"--eviction-soft-grace-period=memory.available<1m"}, "invalid --eviction-soft-grace-period"},
 		{"taint syntax", []string{"--register-with-taints=novalue"}, "invalid --register-with-taints"},
 		{"taint effect", []string{"--register-with-taints=a=b:Sometimes"}, "registerWithTaints[0].effect"},
 		{"log level", []string{"--log-level=loud"}, "--log-level"},
