@@ -263,3 +263,93 @@ func TestEvictionAndImageGC(t *testing.T) {
 		}
 	})
 }
+
+// TestSoftEviction runs the kubelet with a soft memory.available threshold this machine always
+// crosses (capacity minus 256Mi, as TestEvictionAndImageGC's hard one), a 30 s grace period and
+// evictionMaxPodGracePeriod 5, and no hard threshold it crosses. MemoryPressure turns True at
+// once; a Guaranteed pod that asks for 30 s of termination grace and ignores SIGTERM is evicted
+// only once the threshold stayed crossed for the grace period, with upstream's message naming
+// the soft threshold, and is killed after the 5 s cap, not at once (hard eviction's 1 s) nor
+// after its own 30 s.
+func TestSoftEviction(t *testing.T) {
+	const softGrace, maxPodGrace = 30 * time.Second, 5
+	threshold := memTotal(t) - 256<<20
+	n := startNode(t, true, func(cfg map[string]any) {
+		cfg["evictionHard"] = map[string]string{"memory.available": "100Mi"}
+		cfg["evictionSoft"] = map[string]string{"memory.available": strconv.FormatInt(threshold, 10)}
+		cfg["evictionSoftGracePeriod"] = map[string]string{"memory.available": softGrace.String()}
+		cfg["evictionMaxPodGracePeriod"] = maxPodGrace
+	})
+	ctx := context.Background()
+	ns := n.namespace(t, "soft-eviction")
+	// Ignores SIGTERM (the trap runs a long sleep), so only the grace period's SIGKILL ends it.
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stubborn", Namespace: ns}, Spec: v1.PodSpec{
+		TerminationGracePeriodSeconds: ptr(int64(30)),
+		Containers:                    []v1.Container{busybox("main", "trap 'sleep 120' TERM; while true; do sleep 1; done")},
+	}}
+	q := v1.ResourceList{v1.ResourceCPU: resource.MustParse("50m"), v1.ResourceMemory: resource.MustParse("32Mi")}
+	p.Spec.Containers[0].Resources = v1.ResourceRequirements{Requests: q, Limits: q}
+	n.createPod(t, p)
+
+	var pressureSince time.Time
+	n.eventually(t, 60*time.Second, "MemoryPressure True", func() error {
+		node, err := n.admin.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == v1.NodeMemoryPressure && c.Status == v1.ConditionTrue {
+				pressureSince = c.LastTransitionTime.Time
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %+v", node.Status.Conditions)
+	})
+
+	evictedPod := n.waitPod(t, ns, "stubborn", softGrace+60*time.Second, "evicted", func(p *v1.Pod) error {
+		if p.Status.Phase != v1.PodFailed || p.Status.Reason != "Evicted" {
+			return fmt.Errorf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
+		}
+		return nil
+	})
+	tq := resource.MustParse(strconv.FormatInt(threshold, 10))
+	if want := fmt.Sprintf("The node was low on resource: memory. Threshold quantity: %s, available: ", tq.String()); !strings.HasPrefix(evictedPod.Status.Message, want) {
+		t.Errorf("message %q, want prefix %q", evictedPod.Status.Message, want)
+	}
+	var evictedAt time.Time
+	for _, c := range evictedPod.Status.Conditions {
+		if c.Type == v1.DisruptionTarget && c.Status == v1.ConditionTrue {
+			evictedAt = c.LastTransitionTime.Time
+		}
+	}
+	if evictedAt.IsZero() {
+		t.Fatalf("no DisruptionTarget condition: %+v", evictedPod.Status.Conditions)
+	}
+	// The condition may be reported up to a status interval (10 s) after the first crossing;
+	// evicting at once would land within one eviction pass (10 s) of it.
+	waited := evictedAt.Sub(pressureSince)
+	t.Logf("evicted %s after MemoryPressure turned True", waited)
+	if waited < softGrace-10*time.Second {
+		t.Errorf("evicted %s after MemoryPressure turned True, want about the %s soft grace period", waited, softGrace)
+	}
+
+	stopped := n.waitPod(t, ns, "stubborn", 60*time.Second, "container killed", func(p *v1.Pod) error {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.State.Terminated == nil {
+				return fmt.Errorf("container %s not terminated", cs.Name)
+			}
+		}
+		if len(p.Status.ContainerStatuses) == 0 {
+			return fmt.Errorf("no container statuses")
+		}
+		return nil
+	})
+	term := stopped.Status.ContainerStatuses[0].State.Terminated
+	// Timestamps have whole seconds: a 1 s kill reads as at most 2 s, the pod's own 30 s as 29 s
+	// or more.
+	killed := term.FinishedAt.Sub(evictedAt)
+	t.Logf("container ended %s after the eviction (exit %d)", killed, term.ExitCode)
+	if killed < (maxPodGrace-1)*time.Second || killed >= 25*time.Second {
+		t.Errorf("container ended %s after the eviction (exit %d), want about evictionMaxPodGracePeriod (%d s)", killed, term.ExitCode, maxPodGrace)
+	}
+}
