@@ -271,6 +271,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 			return out
 		},
 		Reclaimer: imageGC, Killer: evictions, Recorder: recorder, Log: log.Named("eviction"),
+		LocalStorage: eviction.LocalDisk{PodsDir: filepath.Join(rootDir, "pods"), LogRoot: logRoot, Stats: rs},
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -22,6 +23,11 @@ type Observer interface {
 // Reclaimer frees disk without evicting pods (unused images).
 type Reclaimer interface {
 	DeleteUnused(ctx context.Context) (uint64, error)
+}
+
+// DiskUsager measures pods' local ephemeral storage (LocalDisk).
+type DiskUsager interface {
+	Usage(ctx context.Context, pods []*v1.Pod) (map[types.UID]DiskUsage, error)
 }
 
 // Killer stops an evicted pod through the pod workers (Evictions).
@@ -50,8 +56,11 @@ type Deps struct {
 	// ActivePods returns the admitted pods that have not finished and are not being deleted.
 	ActivePods func() []*v1.Pod
 	Reclaimer  Reclaimer // optional
-	Killer     Killer
-	Recorder   record.EventRecorder
+	// LocalStorage (optional) enables local ephemeral storage eviction: emptyDir sizeLimit and
+	// ephemeral-storage limits, checked on every pass.
+	LocalStorage DiskUsager
+	Killer       Killer
+	Recorder     record.EventRecorder
 	// ConditionsChanged is called (optional) when the pressure conditions change.
 	ConditionsChanged func()
 	Now               func() time.Time
@@ -124,8 +133,9 @@ func (m *Manager) Admit(pod *v1.Pod) *status.Rejection {
 	return Admit(pod, m.Conditions())
 }
 
-// Synchronize is one pass: observe, update the conditions, reclaim or evict one pod. It returns
-// the evicted pod, if any.
+// Synchronize is one pass: observe, update the conditions, evict every pod over its local
+// storage limits or else, under pressure, reclaim or evict one pod. It returns the (first)
+// evicted pod, if any.
 func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 	m.d.Killer.Forget()
 	obs, err := m.d.Observer.Observe(ctx)
@@ -156,6 +166,11 @@ func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 			m.d.Log.Info("soft eviction threshold crossed; evicting if it stays crossed for its grace period",
 				zap.String("threshold", t.String()), zap.Int64("available", obs[t.Signal].Available))
 		}
+	}
+	// As upstream, pods over their own storage limits go first, whatever the pressure, and a
+	// pass that evicted any leaves node pressure to the next pass.
+	if evicted := m.localStorageEviction(ctx); evicted != nil {
+		return evicted
 	}
 	if dec.Threshold == nil {
 		return nil
@@ -213,4 +228,37 @@ func equalConditions(a, b []v1.NodeConditionType) bool {
 		}
 	}
 	return true
+}
+
+// localStorageEviction evicts every active pod over one of its local storage limits and
+// returns the first, if any.
+func (m *Manager) localStorageEviction(ctx context.Context) *v1.Pod {
+	if m.d.LocalStorage == nil {
+		return nil
+	}
+	var pods []*v1.Pod
+	for _, p := range m.d.ActivePods() {
+		if NeedsDiskUsage(p) {
+			pods = append(pods, p)
+		}
+	}
+	if len(pods) == 0 {
+		return nil
+	}
+	usage, err := m.d.LocalStorage.Usage(ctx, pods)
+	if err != nil {
+		// What was measured still counts: partial figures only undercount.
+		m.d.Log.Debug("local storage usage", zap.Error(err))
+	}
+	var first *v1.Pod
+	for _, e := range LocalStorage(pods, usage) {
+		m.d.Log.Info("evicting pod", zap.String("pod", e.Pod.Namespace+"/"+e.Pod.Name),
+			zap.Int64("gracePeriodSeconds", LocalStorageGrace), zap.String("message", e.Message))
+		m.d.Recorder.Event(e.Pod, v1.EventTypeWarning, Reason, e.Message)
+		m.d.Killer.Evict(e.Pod, LocalStorageGrace, e.Message)
+		if first == nil {
+			first = e.Pod
+		}
+	}
+	return first
 }
