@@ -72,41 +72,10 @@ func quantity(name v1.ResourceName, q resource.Quantity) string {
 	return strconv.FormatInt(q.Value(), 10)
 }
 
-// Requests is the pod's effective request: the larger of the running containers' sum (sidecars
-// included) and what any init container needs while it runs (plus the sidecars started before
-// it), plus the pod overhead.
-func Requests(pod *v1.Pod) v1.ResourceList {
-	sum := v1.ResourceList{}
-	add := func(dst v1.ResourceList, src v1.ResourceList) {
-		for n, q := range src {
-			v := dst[n]
-			v.Add(q)
-			dst[n] = v
-		}
-	}
-	for _, c := range pod.Spec.Containers {
-		add(sum, c.Resources.Requests)
-	}
-	sidecars := v1.ResourceList{}
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
-		if plan.IsSidecar(c) {
-			add(sum, c.Resources.Requests)
-			add(sidecars, c.Resources.Requests)
-			continue
-		}
-		during := v1.ResourceList{}
-		add(during, sidecars)
-		add(during, c.Resources.Requests)
-		for n, q := range during {
-			if cur, ok := sum[n]; !ok || q.Cmp(cur) > 0 {
-				sum[n] = q
-			}
-		}
-	}
-	add(sum, pod.Spec.Overhead)
-	return sum
-}
+// Requests is the pod's effective request (plan.PodRequests): the larger of the running
+// containers' sum (sidecars included) and what any init container needs while it runs (plus the
+// sidecars started before it), plus the pod overhead.
+func Requests(pod *v1.Pod) v1.ResourceList { return plan.PodRequests(pod) }
 
 func matchesSelector(pod *v1.Pod, node Node) bool {
 	for k, v := range pod.Spec.NodeSelector {

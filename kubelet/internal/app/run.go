@@ -239,6 +239,7 @@ func run(ctx context.Context, o *Options, cfg *kubeletv1alpha1.KubeletConfigurat
 		Log:            log.Named("sync"),
 		RuntimeClasses: runtimeClassGetter,
 		StartSlots:     slots,
+		AllocationDir:  filepath.Join(rootDir, "allocation"),
 	})
 	if err != nil {
 		return err

@@ -109,11 +109,35 @@ func Limits(pod *v1.Pod) PodLimits {
 // EnsurePod creates the pod's cgroup (and the QoS parents) and writes its limits. It returns the
 // CgroupParent to give the runtime.
 func (c *Cgroups) EnsurePod(pod *v1.Pod) (string, error) {
+	return c.write(pod, Limits(pod), true)
+}
+
+// SetPodLimits writes limits to the pod's existing cgroup: an in-place resize sets the pod
+// level before its containers when growing and after them when shrinking.
+func (c *Cgroups) SetPodLimits(pod *v1.Pod, l PodLimits) error {
+	_, err := c.write(pod, l, false)
+	return err
+}
+
+// GrowLimits is the larger of two pod limits in every resource (-1, unlimited, is the largest):
+// the pod cgroup during a resize, so it holds its containers' old and new limits alike.
+func GrowLimits(a, b PodLimits) PodLimits {
+	larger := func(x, y int64) int64 {
+		if x < 0 || y < 0 {
+			return -1
+		}
+		return max(x, y)
+	}
+	return PodLimits{CPUShares: max(a.CPUShares, b.CPUShares), CPUQuota: larger(a.CPUQuota, b.CPUQuota), MemoryLimit: larger(a.MemoryLimit, b.MemoryLimit)}
+}
+
+func (c *Cgroups) write(pod *v1.Pod, l PodLimits, create bool) (string, error) {
 	rel := c.PodCgroup(pod)
-	l := Limits(pod)
 	if c.v2 {
-		if err := c.ensureV2(rel); err != nil {
-			return "", err
+		if create {
+			if err := c.ensureV2(rel); err != nil {
+				return "", err
+			}
 		}
 		dir := filepath.Join(c.fsRoot, rel)
 		quota := "max"
@@ -129,15 +153,19 @@ func (c *Cgroups) EnsurePod(pod *v1.Pod) (string, error) {
 			"cpu.max":    quota + " " + strconv.Itoa(CPUPeriod),
 			"memory.max": mem,
 		}
-		if err := c.addPidsMax(dir, files); err != nil {
-			return "", err
+		if create {
+			if err := c.addPidsMax(dir, files); err != nil {
+				return "", err
+			}
 		}
 		return rel, writeAll(dir, files)
 	}
 	for _, ctl := range c.controllers {
 		dir := filepath.Join(c.fsRoot, ctl, rel)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("create cgroup %s: %w", dir, err)
+		if create {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return "", fmt.Errorf("create cgroup %s: %w", dir, err)
+			}
 		}
 		files := map[string]string{}
 		switch ctl {
@@ -148,6 +176,9 @@ func (c *Cgroups) EnsurePod(pod *v1.Pod) (string, error) {
 		case "memory":
 			files["memory.limit_in_bytes"] = strconv.FormatInt(l.MemoryLimit, 10)
 		case "pids":
+			if !create {
+				continue
+			}
 			if err := c.addPidsMax(dir, files); err != nil {
 				return "", err
 			}

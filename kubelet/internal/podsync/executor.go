@@ -65,7 +65,7 @@ func (e *executor) event(typ, reason, msg string) {
 	}
 }
 
-func (e *executor) run(ctx context.Context, actions []plan.Action) error {
+func (e *executor) init() {
 	e.waiting = map[string]plan.Waiting{}
 	e.started = map[string]string{}
 	if e.rs != nil {
@@ -77,6 +77,23 @@ func (e *executor) run(ctx context.Context, actions []plan.Action) error {
 			}
 		}
 	}
+}
+
+// runResize applies an accepted resize to a steady pod (its volumes are set up already).
+func (e *executor) runResize(ctx context.Context, steps []plan.ContainerResize, cur *v1.Pod) error {
+	e.init()
+	if e.vols != nil {
+		paths, err := e.vols.wait()
+		if err != nil {
+			return err
+		}
+		e.volumes = paths
+	}
+	return e.resize(ctx, steps, cur)
+}
+
+func (e *executor) run(ctx context.Context, actions []plan.Action) error {
+	e.init()
 	var errs []error
 	volumesReady := e.vols == nil
 	for _, a := range actions {
@@ -261,6 +278,11 @@ func (e *executor) startContainer(ctx context.Context, a plan.Action) error {
 	}
 	e.event(v1.EventTypeNormal, "Started", "Started container "+c.Name)
 	e.started[id] = c.Name
+	if !a.Ephemeral {
+		if err := e.s.recordActual(e.pod.UID, id, c.Resources); err != nil {
+			e.log.Warn("record container resources", zap.String("container", c.Name), zap.Error(err))
+		}
+	}
 	e.waiting[c.Name] = plan.Waiting{} // clears an earlier error
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if err := e.runHook(ctx, id, c.Lifecycle.PostStart, plan.Grace(e.pod)); err != nil {

@@ -137,6 +137,9 @@ type Deps struct {
 	RuntimeClasses runtime.RuntimeClassGetter
 	// StartSlots caps the pod-starting runtime calls in flight (optional: no cap).
 	StartSlots StartSlots
+	// AllocationDir keeps each pod's accepted and applied resources across restarts (in-place
+	// resize); "" keeps them in memory only.
+	AllocationDir string
 }
 
 // StartSlots hands out slots for RunPodSandbox and for CreateContainer+StartContainer, lowest
@@ -161,6 +164,12 @@ type Syncer struct {
 	acted map[types.UID]time.Time
 	// mountRetry is the next retry delay after a failed volume setup.
 	mountRetry map[types.UID]time.Duration
+
+	allocs *allocations
+	// resizeSeen is the last resize outcome and message per pod (events on change only).
+	resizeSeen map[types.UID]string
+	// resizeErr is why the pod's last resize failed to apply.
+	resizeErr map[types.UID]string
 }
 
 var _ podworkers.Syncer = (*Syncer)(nil)
@@ -187,7 +196,8 @@ func New(d Deps) (*Syncer, error) {
 	if d.Recorder == nil {
 		d.Recorder = &record.FakeRecorder{}
 	}
-	return &Syncer{d: d, backoff: map[types.UID]map[string]plan.BackoffEntry{}, errs: map[types.UID]map[string]plan.Waiting{}, admitted: map[types.UID]bool{}, rejected: map[types.UID]*status.Rejection{}, acted: map[types.UID]time.Time{}, mountRetry: map[types.UID]time.Duration{}}, nil
+	return &Syncer{d: d, backoff: map[types.UID]map[string]plan.BackoffEntry{}, errs: map[types.UID]map[string]plan.Waiting{}, admitted: map[types.UID]bool{}, rejected: map[types.UID]*status.Rejection{}, acted: map[types.UID]time.Time{}, mountRetry: map[types.UID]time.Duration{},
+		allocs: newAllocations(d.AllocationDir), resizeSeen: map[types.UID]string{}, resizeErr: map[types.UID]string{}}, nil
 }
 
 // MarkAdmitted records pods that were already running when the kubelet started, so a restart
@@ -255,6 +265,16 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 	terminate := pod.DeletionTimestamp != nil || terminal(apiPod)
 	var vols *pendingVolumes
 	cgroupParent := ""
+	// The pod runs with its allocated resources; the spec's only once a resize is accepted.
+	allocPod := pod
+	var rz *resizeState
+	if !terminate {
+		rz, err = s.allocate(pod, ref, log)
+		if err != nil {
+			return podworkers.Result{}, fmt.Errorf("pod allocation: %w", err)
+		}
+		allocPod = plan.WithResources(pod, rz.alloc.Allocated)
+	}
 	if !terminate {
 		if hasReadySandbox(rs) {
 			vols = s.setupVolumes(ctx, pod)
@@ -269,7 +289,8 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 			defer vols.wait() // the sync never returns while its setup still runs
 		}
 		if s.d.Cgroups != nil {
-			cgroupParent, err = s.d.Cgroups.EnsurePod(pod)
+			// The pod cgroup holds what its containers were given; a resize changes it in step.
+			cgroupParent, err = s.d.Cgroups.EnsurePod(actualPod(allocPod, rs, rz.alloc))
 			if err != nil {
 				return podworkers.Result{}, fmt.Errorf("pod cgroup: %w", err)
 			}
@@ -284,7 +305,7 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 		obs = rs.Observed
 	}
 	liveness, startup := s.probeState(obs)
-	res := plan.Compute(plan.Input{Pod: pod, Observed: obs, Backoff: bo, Terminate: terminate, LivenessFailed: liveness, StartupPending: startup, Now: s.d.Now(), Config: s.d.Node.Backoff})
+	res := plan.Compute(plan.Input{Pod: allocPod, Observed: obs, Backoff: bo, Terminate: terminate, LivenessFailed: liveness, StartupPending: startup, Now: s.d.Now(), Config: s.d.Node.Backoff})
 	s.mu.Lock()
 	s.backoff[uid] = res.Backoff
 	s.mu.Unlock()
@@ -292,7 +313,7 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 		log.Debug("sync", zap.Stringers("actions", res.Actions))
 	}
 
-	ex := executor{s: s, pod: pod, ref: ref, rs: rs, vols: vols, cgroupParent: cgroupParent, log: log}
+	ex := executor{s: s, pod: allocPod, ref: ref, rs: rs, vols: vols, cgroupParent: cgroupParent, log: log}
 	rs2 := rs
 	var execErr error
 	if len(res.Actions) > 0 {
@@ -301,6 +322,31 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 		// Report what the runtime has now; the next sync starts from this listing too.
 		if st, err := s.listPod(ctx, uid); err == nil {
 			rs2 = st
+		}
+	} else if rz != nil && hasReadySandbox(rs) {
+		// A steady pod: apply an accepted resize to its running containers.
+		if cur, ok, _ := s.allocs.get(uid); ok {
+			steps := plan.Resize(plan.ResizeInput{Pod: allocPod, Observed: rs.Observed, Allocated: cur.Allocated, Actual: cur.Actual})
+			if len(steps) > 0 {
+				log.Info("resizing", zap.Any("steps", steps))
+				err := ex.runResize(ctx, steps, actualPod(allocPod, rs, cur))
+				s.markActed(uid)
+				s.mu.Lock()
+				if err != nil {
+					s.resizeErr[uid] = err.Error()
+				} else {
+					delete(s.resizeErr, uid)
+				}
+				s.mu.Unlock()
+				if err != nil {
+					log.Warn("resize failed; will retry", zap.Error(err))
+					ex.event(v1.EventTypeWarning, "ResizeError", err.Error())
+					ex.retry = true
+				}
+				if st, err := s.listPod(ctx, uid); err == nil {
+					rs2 = st
+				}
+			}
 		}
 	}
 	if execErr == nil && vols != nil {
@@ -313,7 +359,12 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 		}
 	}
 	s.syncProbes(ctx, pod, rs2, terminate)
-	s.report(uid, pod, apiPod, rs2, res, ex.waiting)
+	var rzStatus *status.Resize
+	if rz != nil {
+		s.pruneActual(uid, rs2)
+		rzStatus = s.resizeStatus(uid, allocPod, rs2, rz)
+	}
+	s.report(uid, pod, apiPod, rs2, res, ex.waiting, rzStatus)
 	if execErr != nil {
 		return podworkers.Result{}, execErr
 	}
@@ -323,6 +374,9 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 	out := podworkers.Result{RequeueAfter: res.RequeueAfter}
 	if ex.retry && (out.RequeueAfter == 0 || out.RequeueAfter > 2*time.Second) {
 		out.RequeueAfter = 2 * time.Second
+	}
+	if rz != nil && rz.pending == plan.ResizeDeferred && (out.RequeueAfter == 0 || out.RequeueAfter > DeferredResizeRetry) {
+		out.RequeueAfter = DeferredResizeRetry
 	}
 	if len(res.Actions) > 0 && out.RequeueAfter == 0 {
 		// Check soon what the actions led to; the PLEG would tell too, within a second.
@@ -345,7 +399,7 @@ func withStatus(pod, apiPod *v1.Pod) *v1.Pod {
 	return p
 }
 
-func (s *Syncer) report(uid types.UID, pod, apiPod *v1.Pod, rs *runtime.PodState, res plan.Result, startErrs map[string]plan.Waiting) {
+func (s *Syncer) report(uid types.UID, pod, apiPod *v1.Pod, rs *runtime.PodState, res plan.Result, startErrs map[string]plan.Waiting, rz *status.Resize) {
 	s.mu.Lock()
 	errs := s.errs[uid]
 	if errs == nil {
@@ -371,7 +425,7 @@ func (s *Syncer) report(uid types.UID, pod, apiPod *v1.Pod, rs *runtime.PodState
 	s.mu.Unlock()
 	in := status.Input{
 		Pod: withStatus(pod, apiPod), Runtime: rs, Waiting: waiting, Done: res.Done, InitFailed: res.InitFailed,
-		HostIPs: s.d.Node.HostIPs, RuntimeName: s.d.Node.RuntimeName, Now: s.d.Now(),
+		HostIPs: s.d.Node.HostIPs, RuntimeName: s.d.Node.RuntimeName, Now: s.d.Now(), Resize: rz,
 	}
 	if s.d.Probes != nil {
 		in.Probes = s.d.Probes
@@ -477,7 +531,12 @@ func (s *Syncer) cleanupOrphan(ctx context.Context, uid types.UID, rs *runtime.P
 	delete(s.rejected, uid)
 	delete(s.acted, uid)
 	delete(s.mountRetry, uid)
+	delete(s.resizeSeen, uid)
+	delete(s.resizeErr, uid)
 	s.mu.Unlock()
+	if err := s.allocs.remove(uid); err != nil {
+		s.d.Log.Warn("forget pod allocation", zap.String("podUID", string(uid)), zap.Error(err))
+	}
 	return podworkers.Result{Finished: true}, nil
 }
 
@@ -524,7 +583,7 @@ func (s *Syncer) volumesDone(uid types.UID, err error) {
 func (s *Syncer) mountFailed(log *zap.Logger, ref, pod, apiPod *v1.Pod, rs *runtime.PodState, err error) podworkers.Result {
 	log.Warn("volume setup failed", zap.Error(err))
 	s.d.Recorder.Event(ref, v1.EventTypeWarning, "FailedMount", err.Error())
-	s.report(pod.UID, pod, apiPod, rs, plan.Result{}, nil)
+	s.report(pod.UID, pod, apiPod, rs, plan.Result{}, nil, nil)
 	return podworkers.Result{RequeueAfter: s.nextMountRetry(pod.UID)}
 }
 

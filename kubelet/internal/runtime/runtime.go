@@ -362,3 +362,15 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 func (r *Runtime) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, error) {
 	return r.rs.ExecSync(ctx, id, cmd, timeout)
 }
+
+// UpdateContainerResources changes a running container's cgroup limits in place (an in-place
+// pod resize). The runtime applies them synchronously; a memory limit below the container's
+// current usage fails in the kernel and comes back as an error.
+func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	if err := r.rs.UpdateContainerResources(ctx, id, &runtimeapi.ContainerResources{Linux: res}); err != nil {
+		return fmt.Errorf("CRI UpdateContainerResources %s: %w", id, err)
+	}
+	return nil
+}

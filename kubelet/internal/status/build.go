@@ -32,6 +32,24 @@ type Input struct {
 	Now         time.Time
 	// Probes gives probe results; nil means no probes (running means started and ready).
 	Probes ProbeResults
+	// Resize is the in-place resize state (nil: none known, no resource fields reported).
+	Resize *Resize
+}
+
+// Resize is what the status shows of in-place resizes.
+type Resize struct {
+	// Allocated is what the kubelet accepted, by container name (allocatedResources).
+	Allocated plan.Resources
+	// Actual is what was applied, by container ID (resources of running containers).
+	Actual map[string]v1.ResourceRequirements
+	// Pending is why the spec's resources are not accepted yet: plan.ResizeInfeasible or
+	// plan.ResizeDeferred ("" none), with PendingMessage.
+	Pending        plan.ResizeOutcome
+	PendingMessage string
+	// InProgress: accepted resources are not applied to every running container yet.
+	InProgress bool
+	// Error is why the last attempt to apply them failed ("" none).
+	Error string
 }
 
 // ProbeResults are the probe outcomes by container ID.
@@ -226,6 +244,7 @@ func (b builder) statuses(specs []v1.Container, init bool, old []v1.ContainerSta
 		switch last.State {
 		case plan.StateRunning:
 			cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(last.StartedAt)}
+			b.resources(&cs, last.ID)
 			started := true
 			if b.in.Probes != nil {
 				started = b.in.Probes.Started(last.ID)
@@ -261,6 +280,26 @@ func (b builder) statuses(specs []v1.Container, init bool, old []v1.ContainerSta
 		out = append(out, cs)
 	}
 	return out
+}
+
+// resources fills a running container's allocated and applied resources.
+func (b builder) resources(cs *v1.ContainerStatus, id string) {
+	r := b.in.Resize
+	if r == nil {
+		return
+	}
+	alloc, ok := r.Allocated[cs.Name]
+	if !ok {
+		return
+	}
+	if len(alloc.Requests) > 0 {
+		cs.AllocatedResources = alloc.Requests.DeepCopy()
+	}
+	applied := alloc
+	if a, ok := r.Actual[id]; ok {
+		applied = a
+	}
+	cs.Resources = applied.DeepCopy()
 }
 
 // initDoneHint reports whether all init containers have completed, from the runtime view.
@@ -392,6 +431,32 @@ func conditions(pod *v1.Pod, st v1.PodStatus, initDone bool, rs *runtime.PodStat
 			if pod.Spec.InitContainers[i].Name == cs.Name && plan.IsSidecar(&pod.Spec.InitContainers[i]) && !cs.Ready {
 				unready = append(unready, cs.Name)
 			}
+		}
+	}
+	if r := in.Resize; r != nil && !terminal {
+		set := func(t v1.PodConditionType, reason, msg string) {
+			c := v1.PodCondition{Type: t, Status: v1.ConditionTrue, Reason: reason, Message: msg, LastTransitionTime: now, LastProbeTime: now}
+			for _, o := range pod.Status.Conditions {
+				if o.Type == t && o.Status == c.Status && o.Reason == reason {
+					c.LastTransitionTime = o.LastTransitionTime
+				}
+				if o.Type == t && o.Status == c.Status && o.Reason == reason && o.Message == msg {
+					c.LastProbeTime = o.LastProbeTime
+				}
+			}
+			out = append(out, c)
+		}
+		// As upstream: PodResizePending while the spec's resources are not accepted,
+		// PodResizeInProgress (reason Error when applying failed) until they are applied.
+		if r.Pending != plan.ResizeNone {
+			set(v1.PodResizePending, string(r.Pending), r.PendingMessage)
+		}
+		if r.InProgress {
+			reason := ""
+			if r.Error != "" {
+				reason = v1.PodReasonError
+			}
+			set(v1.PodResizeInProgress, reason, r.Error)
 		}
 	}
 	switch {
