@@ -3,8 +3,10 @@
 // available bytes and free inodes, and pid.available; a crossed threshold sets MemoryPressure,
 // DiskPressure or PIDPressure at once. A hard threshold acts at once, a soft one only after it
 // stayed crossed for its grace period; acting means disk pressure first reclaims unused images,
-// and then one pod is evicted per interval (phase Failed, reason Evicted). The decisions here
-// are pure; Manager does the observing and the killing.
+// and then one pod is evicted per interval (phase Failed, reason Evicted). Every pass also
+// evicts, whatever the pressure, each pod over its own local ephemeral storage limits (emptyDir
+// sizeLimit, ephemeral-storage limits; see LocalStorage). The decisions here are pure; Manager
+// does the observing and the killing.
 package eviction
 
 import (

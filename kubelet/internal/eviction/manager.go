@@ -76,6 +76,8 @@ type Manager struct {
 	state      State
 	conditions []v1.NodeConditionType
 	lastWarn   time.Time // Synchronize runs on one goroutine
+	// lastDiskWarn is lastWarn for local storage measurements.
+	lastDiskWarn time.Time
 }
 
 // New returns a manager; Run starts the loop.
@@ -247,8 +249,14 @@ func (m *Manager) localStorageEviction(ctx context.Context) *v1.Pod {
 	}
 	usage, err := m.d.LocalStorage.Usage(ctx, pods)
 	if err != nil {
-		// What was measured still counts: partial figures only undercount.
-		m.d.Log.Debug("local storage usage", zap.Error(err))
+		// What was measured still counts: partial figures only undercount. A lasting failure
+		// warns every few minutes, not every pass.
+		if now := m.d.Now(); now.Sub(m.lastDiskWarn) >= 5*time.Minute {
+			m.d.Log.Warn("local storage usage not fully measured", zap.Error(err))
+			m.lastDiskWarn = now
+		} else {
+			m.d.Log.Debug("local storage usage not fully measured", zap.Error(err))
+		}
 	}
 	var first *v1.Pod
 	for _, e := range LocalStorage(pods, usage) {
