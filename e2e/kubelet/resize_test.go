@@ -218,4 +218,68 @@ func TestInPlacePodResize(t *testing.T) {
 			return fmt.Errorf("no ResizeInfeasible event among %d", len(evs.Items))
 		})
 	})
+
+	t.Run("ShrinkAfterInfeasible", func(t *testing.T) {
+		// A new resize replaces the infeasible one; shrinking sets the pod cgroup last.
+		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"100m"},"limits":{"cpu":"300m","memory":"96Mi"}}}]}}`)
+		got := n.waitPod(t, ns, p.Name, 30*time.Second, "shrunk", func(p *v1.Pod) error {
+			r := p.Status.ContainerStatuses[0].Resources
+			if r == nil || r.Limits.Cpu().MilliValue() != 300 || r.Limits.Memory().Value() != 96<<20 {
+				return fmt.Errorf("status resources %v", r)
+			}
+			for _, typ := range []v1.PodConditionType{v1.PodResizePending, v1.PodResizeInProgress} {
+				if c := condition(p, typ); c != nil {
+					return fmt.Errorf("condition %s still there: %s %s", typ, c.Reason, c.Message)
+				}
+			}
+			return nil
+		})
+		if cs := got.Status.ContainerStatuses[0]; cs.RestartCount != 0 || cs.ContainerID != id {
+			t.Errorf("container restarted: restartCount %d, ID %s (was %s)", cs.RestartCount, cs.ContainerID, id)
+		}
+		if err := same(limits(), want("30000", "100663296")); err != nil {
+			t.Errorf("after the shrink: %v", err)
+		}
+	})
+
+	t.Run("RestartContainerPolicy", func(t *testing.T) {
+		c := busybox("main", sleeper)
+		c.Resources = v1.ResourceRequirements{
+			Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse("100m"), v1.ResourceMemory: resource.MustParse("64Mi")},
+			Limits:   v1.ResourceList{v1.ResourceCPU: resource.MustParse("200m"), v1.ResourceMemory: resource.MustParse("128Mi")},
+		}
+		c.ResizePolicy = []v1.ContainerResizePolicy{{ResourceName: v1.ResourceMemory, RestartPolicy: v1.RestartContainer}}
+		rp := n.createPod(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "restart", Namespace: ns}, Spec: v1.PodSpec{Containers: []v1.Container{c}}})
+		rp = n.waitPod(t, ns, rp.Name, 60*time.Second, "Ready", readyPod)
+		oldID := rp.Status.ContainerStatuses[0].ContainerID
+		if _, err := n.admin.CoreV1().Pods(ns).Patch(ctx, rp.Name, types.StrategicMergePatchType,
+			[]byte(`{"spec":{"containers":[{"name":"main","resources":{"limits":{"memory":"160Mi"}}}]}}`), metav1.PatchOptions{}, "resize"); err != nil {
+			t.Fatalf("patch resize: %v", err)
+		}
+		got := n.waitPod(t, ns, rp.Name, 30*time.Second, "restarted with 160Mi", func(p *v1.Pod) error {
+			cs := p.Status.ContainerStatuses[0]
+			if cs.RestartCount != 1 || cs.State.Running == nil || !cs.Ready {
+				return fmt.Errorf("restartCount %d, state %+v", cs.RestartCount, cs.State)
+			}
+			if cs.Resources == nil || cs.Resources.Limits.Memory().Value() != 160<<20 {
+				return fmt.Errorf("status resources %v", cs.Resources)
+			}
+			if c := condition(p, v1.PodResizeInProgress); c != nil {
+				return fmt.Errorf("PodResizeInProgress still there")
+			}
+			return nil
+		})
+		newID := got.Status.ContainerStatuses[0].ContainerID
+		if newID == oldID {
+			t.Fatalf("container ID unchanged (%s): not restarted", newID)
+		}
+		if v2() {
+			return
+		}
+		dir := podCgroupDirs(n.cgroupRoot, "burstable", string(rp.UID))["memory"]
+		b, err := os.ReadFile(filepath.Join(dir, newID[strings.Index(newID, "://")+3:], "memory.limit_in_bytes"))
+		if err != nil || strings.TrimSpace(string(b)) != "167772160" {
+			t.Errorf("new container memory.limit_in_bytes = %q (%v), want 167772160", b, err)
+		}
+	})
 }
