@@ -482,7 +482,7 @@ func (a *admitter) Admit(pod *v1.Pod) *status.Rejection {
 		if p.UID == pod.UID || !a.syncer.Admitted(p.UID) || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
 			continue
 		}
-		active = append(active, p)
+		active = append(active, a.syncer.AllocatedPod(p)) // a pending resize holds nothing yet
 	}
 	return admission.Admit(pod, a.node, active)
 }

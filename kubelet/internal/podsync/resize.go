@@ -66,7 +66,12 @@ func (s *Syncer) allocate(pod *v1.Pod, ref *v1.Pod, log *zap.Logger) (*resizeSta
 	prev := s.resizeSeen[pod.UID]
 	rs.errMsg = s.resizeErr[pod.UID]
 	s.mu.Unlock()
-	outcome, msg := plan.AdmitResize(plan.AdmitResizeInput{Pod: pod, Allocated: st.Allocated, Allocatable: s.d.Node.Allocatable, Others: s.othersRequests(pod.UID)})
+	var outcome plan.ResizeOutcome
+	var msg string
+	if plan.ResizeWanted(pod, st.Allocated) {
+		// Summing the other pods costs a pass over all of them: only for a resize.
+		outcome, msg = plan.AdmitResize(plan.AdmitResizeInput{Pod: pod, Allocated: st.Allocated, Allocatable: s.d.Node.Allocatable, Others: s.othersRequests(pod.UID)})
+	}
 	switch outcome {
 	case plan.ResizeAccepted:
 		st.Allocated = spec
@@ -117,6 +122,17 @@ func (s *Syncer) othersRequests(uid types.UID) v1.ResourceList {
 		}
 	}
 	return sum
+}
+
+// AllocatedPod returns pod with the resources the kubelet accepted for it (the spec when it has
+// no record), what admission of other pods must count: a resize that is still pending does
+// not hold node resources yet.
+func (s *Syncer) AllocatedPod(pod *v1.Pod) *v1.Pod {
+	alloc, ok := s.allocs.cached(pod.UID)
+	if !ok {
+		return pod
+	}
+	return plan.WithResources(pod, alloc)
 }
 
 // actualPod returns the allocated pod with each running container's applied resources, the

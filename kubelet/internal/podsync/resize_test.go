@@ -256,6 +256,10 @@ func TestResizePending(t *testing.T) {
 			if q := st.ContainerStatuses[0].AllocatedResources[v1.ResourceCPU]; q.String() != "100m" {
 				t.Errorf("allocatedResources %v, want the old cpu 100m", st.ContainerStatuses[0].AllocatedResources)
 			}
+			// Admission of other pods counts what was accepted, not the pending request.
+			if q := e.syncer.AllocatedPod(want).Spec.Containers[0].Resources.Requests[v1.ResourceCPU]; q.String() != "100m" {
+				t.Errorf("AllocatedPod cpu request %s, want the accepted 100m", q.String())
+			}
 			select {
 			case ev := <-e.recorder.Events:
 				if !strings.HasPrefix(ev, tc.wantEvent) {
