@@ -332,6 +332,7 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 				err := ex.runResize(ctx, steps, actualPod(allocPod, rs, cur))
 				s.markActed(uid)
 				s.mu.Lock()
+				prevErr := s.resizeErr[uid]
 				if err != nil {
 					s.resizeErr[uid] = err.Error()
 				} else {
@@ -340,7 +341,10 @@ func (s *Syncer) Sync(ctx context.Context, uid types.UID) (podworkers.Result, er
 				s.mu.Unlock()
 				if err != nil {
 					log.Warn("resize failed; will retry", zap.Error(err))
-					ex.event(v1.EventTypeWarning, "ResizeError", err.Error())
+					if err.Error() != prevErr {
+						// Retried every few seconds: announce each new error once.
+						ex.event(v1.EventTypeWarning, "ResizeError", err.Error())
+					}
 					ex.retry = true
 				}
 				if st, err := s.listPod(ctx, uid); err == nil {

@@ -296,6 +296,18 @@ func TestResizeUpdateFailureStaysInProgress(t *testing.T) {
 	if last := steps[len(steps)-1]; last != "update quota=20000 mem=134217728 err=true" {
 		t.Errorf("steps %v: the pod cgroup shrank although a container did not", steps)
 	}
+	// The same error again is not announced again.
+	e.rs.InjectError("UpdateContainerResources", errors.New("memory limit below usage"))
+	e.sync(t, resizePod("200m", "128Mi", nil))
+	errorEvents := 0
+	for len(e.recorder.Events) > 0 {
+		if ev := <-e.recorder.Events; strings.HasPrefix(ev, "Warning ResizeError") {
+			errorEvents++
+		}
+	}
+	if errorEvents != 1 {
+		t.Errorf("%d ResizeError events for one repeated error, want 1", errorEvents)
+	}
 	// The next sync retries and succeeds.
 	st = e.sync(t, resizePod("200m", "128Mi", nil))
 	if c := resizeConds(st); len(c) != 0 {
