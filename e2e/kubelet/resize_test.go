@@ -242,6 +242,33 @@ func TestInPlacePodResize(t *testing.T) {
 		}
 	})
 
+	t.Run("AcrossKubeletRestart", func(t *testing.T) {
+		// The accepted and applied resources are checkpointed: a resize made while the kubelet
+		// is down is applied in place when it is back.
+		if _, err := os.Stat(filepath.Join(n.rootDir, "allocation", string(p.UID)+".json")); err != nil {
+			t.Fatalf("allocation checkpoint: %v", err)
+		}
+		n.stopKubelet(t)
+		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"limits":{"cpu":"350m"}}}]}}`)
+		n.startKubelet(t, kubeletBin(t))
+		got := n.waitPod(t, ns, p.Name, 30*time.Second, "resized after the restart", func(p *v1.Pod) error {
+			r := p.Status.ContainerStatuses[0].Resources
+			if r == nil || r.Limits.Cpu().MilliValue() != 350 || r.Limits.Memory().Value() != 96<<20 {
+				return fmt.Errorf("status resources %v", r)
+			}
+			if c := condition(p, v1.PodResizeInProgress); c != nil {
+				return fmt.Errorf("PodResizeInProgress still there")
+			}
+			return nil
+		})
+		if cs := got.Status.ContainerStatuses[0]; cs.RestartCount != 0 || cs.ContainerID != id {
+			t.Errorf("container restarted: restartCount %d, ID %s (was %s)", cs.RestartCount, cs.ContainerID, id)
+		}
+		if err := same(limits(), want("35000", "100663296")); err != nil {
+			t.Errorf("after the restart: %v", err)
+		}
+	})
+
 	t.Run("RestartContainerPolicy", func(t *testing.T) {
 		c := busybox("main", sleeper)
 		c.Resources = v1.ResourceRequirements{
