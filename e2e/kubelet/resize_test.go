@@ -177,16 +177,27 @@ func TestInPlacePodResize(t *testing.T) {
 		// The API server refuses a resize beyond the Node object's allocatable itself. The
 		// kubelet checks against its own allocatable, which is what counts when the Node object
 		// is out of date: make it so, as an admin, just before the resize.
-		node, err := n.admin.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+		patch := []byte(`{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"1000"},"limits":{"cpu":"1000"}}}]}}`)
+		// The kubelet's own node status update may land in between: then try again.
+		var err error
+		for range 3 {
+			var node *v1.Node
+			node, err = n.admin.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			node.Status.Allocatable[v1.ResourceCPU] = resource.MustParse("2000")
+			node.Status.Capacity[v1.ResourceCPU] = resource.MustParse("2000")
+			if _, err = n.admin.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+				continue
+			}
+			if _, err = n.admin.CoreV1().Pods(ns).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "resize"); err == nil {
+				break
+			}
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("resize beyond the node: %v", err)
 		}
-		node.Status.Allocatable[v1.ResourceCPU] = resource.MustParse("2000")
-		node.Status.Capacity[v1.ResourceCPU] = resource.MustParse("2000")
-		if _, err := n.admin.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"1000"},"limits":{"cpu":"1000"}}}]}}`)
 		got := n.waitPod(t, ns, p.Name, 30*time.Second, "PodResizePending Infeasible", func(p *v1.Pod) error {
 			c := condition(p, v1.PodResizePending)
 			if c == nil || c.Status != v1.ConditionTrue || c.Reason != v1.PodReasonInfeasible {
