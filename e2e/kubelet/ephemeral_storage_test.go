@@ -15,7 +15,7 @@ import (
 // TestLocalStorageEviction checks local ephemeral storage eviction against the real control
 // plane and containerd, with no node pressure at all: a pod writing 4 MiB into an emptyDir
 // with sizeLimit 1Mi is evicted (Failed, reason Evicted, upstream's message, a Warning event,
-// its container stopped), and so is a pod whose container writes 8 MiB to its root filesystem
+// no DisruptionTarget condition, its container stopped), and so is a pod whose container writes 8 MiB to its root filesystem
 // under an ephemeral-storage limit of 2Mi (the writable layer, as containerd reports it);
 // a pod writing 512 KiB under the same 1Mi sizeLimit keeps running through later passes.
 func TestLocalStorageEviction(t *testing.T) {
@@ -54,6 +54,12 @@ func TestLocalStorageEviction(t *testing.T) {
 			}
 			if p.Status.Message != msg {
 				return fmt.Errorf("message %q, want %q", p.Status.Message, msg)
+			}
+			for _, c := range p.Status.Conditions {
+				// Upstream marks node-pressure evictions only: this pod outgrew its own limit.
+				if c.Type == v1.DisruptionTarget {
+					return fmt.Errorf("DisruptionTarget condition %+v", c)
+				}
 			}
 			for _, cs := range p.Status.ContainerStatuses {
 				if cs.State.Terminated == nil {

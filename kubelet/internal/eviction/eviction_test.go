@@ -585,13 +585,13 @@ func TestManagerSoftEviction(t *testing.T) {
 
 type killerGraceFunc func(*v1.Pod, int64, string)
 
-func (f killerGraceFunc) Evict(p *v1.Pod, g int64, msg string) { f(p, g, msg) }
+func (f killerGraceFunc) Evict(p *v1.Pod, g int64, msg string, _ bool) { f(p, g, msg) }
 
 func (f killerGraceFunc) Forget() {}
 
 type killerFunc func(*v1.Pod)
 
-func (f killerFunc) Evict(p *v1.Pod, _ int64, _ string) { f(p) }
+func (f killerFunc) Evict(p *v1.Pod, _ int64, _ string, _ bool) { f(p) }
 
 func (f killerFunc) Forget() {}
 
@@ -609,7 +609,7 @@ func TestEvictionsOverlay(t *testing.T) {
 	pods := fakePods{deleting.UID: deleting, done.UID: done, running.UID: running}
 	ev := NewEvictions(pods, func(types.UID) {}, func() metav1.Time { return at })
 	for _, p := range []*v1.Pod{deleting, done, running} {
-		ev.Evict(p, 1, "low on memory")
+		ev.Evict(p, 1, "low on memory", true)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -647,6 +647,20 @@ func TestEvictionsOverlay(t *testing.T) {
 	if _, _, ok := ev.Get("unknown"); ok {
 		t.Error("a pod the manager does not have appeared")
 	}
+	t.Run("OwnLimitIsNoDisruption", func(t *testing.T) {
+		own := pod("own", func(p *v1.Pod) { p.Status.Phase = v1.PodRunning })
+		pods[own.UID] = own
+		ev.Evict(own, 1, "over its limit", false)
+		p, _, _ := ev.Get(own.UID)
+		if p.Status.Phase != v1.PodFailed || p.Status.Reason != Reason || p.Status.Message != "over its limit" {
+			t.Errorf("status %s/%s %q", p.Status.Phase, p.Status.Reason, p.Status.Message)
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == v1.DisruptionTarget {
+				t.Errorf("DisruptionTarget set for a pod that outgrew its own limit: %+v", c)
+			}
+		}
+	})
 }
 
 func ptr[T any](v T) *T { return &v }

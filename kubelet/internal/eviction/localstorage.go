@@ -19,9 +19,10 @@ const (
 	containerEphemeralMessageFmt = "Container %s exceeded its local ephemeral storage limit %q. "
 )
 
-// LocalStorageGrace is the kill grace, in seconds, of a local storage eviction: upstream
-// evicts these with a grace override of 0.
-const LocalStorageGrace = 0
+// LocalStorageGrace is the kill grace, in seconds, of a local storage eviction: upstream's
+// immediateEvictionGracePeriodSeconds, as for hard thresholds (older upstreams passed 0, which
+// their pod workers raised to 1 anyway).
+const LocalStorageGrace = HardGrace
 
 // DiskUsage is one pod's local ephemeral storage use in bytes. Figures that could not be read
 // are absent; figures from a capped walk are lower bounds, so they can only miss an eviction,

@@ -343,7 +343,8 @@ func (f fakeDisk) Usage(_ context.Context, pods []*v1.Pod) (map[types.UID]DiskUs
 }
 
 // TestManagerLocalStorageEviction: without any node pressure, every pod over its own limit is
-// evicted at once in one pass, with the message as event and status, and grace 0.
+// evicted at once in one pass, with the message as event and status, grace 1 and no
+// DisruptionTarget.
 func TestManagerLocalStorageEviction(t *testing.T) {
 	over := pod("over", emptyDir("scratch", "", "1Mi"))
 	under := pod("under", emptyDir("scratch", "", "1Mi"))
@@ -355,9 +356,10 @@ func TestManagerLocalStorageEviction(t *testing.T) {
 		unlimited.UID: {Containers: map[string]ContainerDisk{"app": {Rootfs: 800 * mi}}},
 	}
 	type kill struct {
-		name  string
-		grace int64
-		msg   string
+		name       string
+		grace      int64
+		msg        string
+		disruption bool
 	}
 	var kills []kill
 	rec := record.NewFakeRecorder(10)
@@ -365,7 +367,7 @@ func TestManagerLocalStorageEviction(t *testing.T) {
 	m, err := New(Config{Thresholds: thresholds}, Deps{
 		Observer: &fakeObserver{obs: Observations{MemoryAvailable: {Available: 900 * mi, Capacity: 1000 * mi}}},
 		Stats:    fakeStats{}, ActivePods: func() []*v1.Pod { return []*v1.Pod{over, under, container, unlimited} },
-		Killer:   killerGraceFunc(func(p *v1.Pod, g int64, msg string) { kills = append(kills, kill{p.Name, g, msg}) }),
+		Killer:   killerDisruptionFunc(func(p *v1.Pod, g int64, msg string, d bool) { kills = append(kills, kill{p.Name, g, msg, d}) }),
 		Recorder: rec, LocalStorage: disk, Log: zap.NewNop(),
 	})
 	if err != nil {
@@ -375,8 +377,8 @@ func TestManagerLocalStorageEviction(t *testing.T) {
 		t.Errorf("Synchronize returned %v, want the first evicted pod", v)
 	}
 	want := []kill{
-		{"over", 0, `Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". `},
-		{"container", 0, "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. "},
+		{"over", 1, `Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". `, false},
+		{"container", 1, "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. ", false},
 	}
 	if !reflect.DeepEqual(kills, want) {
 		t.Errorf("kills = %+v, want %+v", kills, want)
@@ -392,5 +394,48 @@ func TestManagerLocalStorageEviction(t *testing.T) {
 	wantEvents := []string{"Warning Evicted " + want[0].msg, "Warning Evicted " + want[1].msg}
 	if !reflect.DeepEqual(events, wantEvents) {
 		t.Errorf("events = %q, want %q", events, wantEvents)
+	}
+}
+
+type killerDisruptionFunc func(*v1.Pod, int64, string, bool)
+
+func (f killerDisruptionFunc) Evict(p *v1.Pod, g int64, msg string, d bool) { f(p, g, msg, d) }
+
+func (f killerDisruptionFunc) Forget() {}
+
+// TestManagerLocalStorageBeforePressure: under a hard memory threshold, a pass that evicts a pod
+// over its own limit evicts no one for the pressure (upstream's order); the next pass does.
+func TestManagerLocalStorageBeforePressure(t *testing.T) {
+	over := pod("over", emptyDir("scratch", "", "1Mi"))
+	big := pod("big")
+	active := []*v1.Pod{big, over}
+	var kills []string
+	thresholds, _ := ParseThresholds(map[string]string{"memory.available": "100Mi"})
+	m, err := New(Config{Thresholds: thresholds}, Deps{
+		Observer: &fakeObserver{obs: Observations{MemoryAvailable: {Available: 50 * mi, Capacity: 1000 * mi}}},
+		Stats:    fakeStats{}, ActivePods: func() []*v1.Pod { return active },
+		Killer: killerDisruptionFunc(func(p *v1.Pod, _ int64, _ string, d bool) {
+			kills = append(kills, p.Name)
+			if p.Name == "big" != d {
+				t.Errorf("%s evicted with disruption %v", p.Name, d)
+			}
+		}),
+		LocalStorage: fakeDisk{over.UID: {Volumes: map[string]int64{"scratch": 2 * mi}}}, Log: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m.Synchronize(ctx)
+	if !reflect.DeepEqual(kills, []string{"over"}) {
+		t.Fatalf("first pass evicted %v, want only the pod over its emptyDir limit", kills)
+	}
+	if got := m.Conditions(); !reflect.DeepEqual(got, []v1.NodeConditionType{v1.NodeMemoryPressure}) {
+		t.Errorf("conditions %v, want MemoryPressure set in the same pass", got)
+	}
+	active = []*v1.Pod{big}
+	m.Synchronize(ctx)
+	if !reflect.DeepEqual(kills, []string{"over", "big"}) {
+		t.Errorf("second pass: evicted %v, want big for the memory pressure", kills)
 	}
 }

@@ -32,7 +32,10 @@ type DiskUsager interface {
 
 // Killer stops an evicted pod through the pod workers (Evictions).
 type Killer interface {
-	Evict(pod *v1.Pod, grace int64, message string)
+	// Evict kills the pod with the grace (seconds) and fails it with the message; disruption
+	// adds the DisruptionTarget condition (node pressure), which upstream leaves off when a pod
+	// only outgrew its own limits.
+	Evict(pod *v1.Pod, grace int64, message string, disruption bool)
 	// Forget drops what it keeps about pods that are gone.
 	Forget()
 }
@@ -216,7 +219,7 @@ func (m *Manager) Synchronize(ctx context.Context) *v1.Pod {
 	msg := Message(t, o, victim)
 	log.Info("evicting pod", zap.String("pod", victim.Pod.Namespace+"/"+victim.Pod.Name), zap.Int64("gracePeriodSeconds", KillGrace(t, victim.Pod, m.cfg.MaxPodGracePeriod)), zap.String("message", msg))
 	m.d.Recorder.Event(victim.Pod, v1.EventTypeWarning, Reason, msg)
-	m.d.Killer.Evict(victim.Pod, KillGrace(t, victim.Pod, m.cfg.MaxPodGracePeriod), msg)
+	m.d.Killer.Evict(victim.Pod, KillGrace(t, victim.Pod, m.cfg.MaxPodGracePeriod), msg, true)
 	return victim.Pod
 }
 
@@ -263,7 +266,7 @@ func (m *Manager) localStorageEviction(ctx context.Context) *v1.Pod {
 		m.d.Log.Info("evicting pod", zap.String("pod", e.Pod.Namespace+"/"+e.Pod.Name),
 			zap.Int64("gracePeriodSeconds", LocalStorageGrace), zap.String("message", e.Message))
 		m.d.Recorder.Event(e.Pod, v1.EventTypeWarning, Reason, e.Message)
-		m.d.Killer.Evict(e.Pod, LocalStorageGrace, e.Message)
+		m.d.Killer.Evict(e.Pod, LocalStorageGrace, e.Message, false)
 		if first == nil {
 			first = e.Pod
 		}

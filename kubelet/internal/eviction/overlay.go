@@ -27,9 +27,10 @@ type Evictions struct {
 }
 
 type evicted struct {
-	grace   int64
-	message string
-	at      metav1.Time
+	grace      int64
+	message    string
+	disruption bool
+	at         metav1.Time
 }
 
 // NewEvictions wraps pods; trigger asks for a pod's sync.
@@ -40,10 +41,11 @@ func NewEvictions(pods Pods, trigger func(types.UID), now func() metav1.Time) *E
 	return &Evictions{pods: pods, trigger: trigger, now: now, evicted: map[types.UID]evicted{}}
 }
 
-// Evict marks the pod evicted and asks for its sync.
-func (e *Evictions) Evict(pod *v1.Pod, grace int64, message string) {
+// Evict marks the pod evicted and asks for its sync; disruption adds the DisruptionTarget
+// condition.
+func (e *Evictions) Evict(pod *v1.Pod, grace int64, message string, disruption bool) {
 	e.mu.Lock()
-	e.evicted[pod.UID] = evicted{grace: grace, message: message, at: e.now()}
+	e.evicted[pod.UID] = evicted{grace: grace, message: message, disruption: disruption, at: e.now()}
 	e.mu.Unlock()
 	e.trigger(pod.UID)
 }
@@ -104,6 +106,9 @@ func evictedCopy(p *v1.Pod, ev evicted) *v1.Pod {
 	p.Status.Phase = v1.PodFailed
 	p.Status.Reason = Reason
 	p.Status.Message = ev.message
+	if !ev.disruption {
+		return p
+	}
 	cond := v1.PodCondition{Type: v1.DisruptionTarget, Status: v1.ConditionTrue, Reason: v1.PodReasonTerminationByKubelet, Message: ev.message, LastTransitionTime: ev.at}
 	replaced := false
 	for i := range p.Status.Conditions {
