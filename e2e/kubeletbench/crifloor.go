@@ -10,6 +10,8 @@ import (
 
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/kubenode/kubenode/common/startqueue"
 )
 
 // floorPod is the shape of one CRI-floor pod: what the kubelet would ask of the runtime for a
@@ -60,7 +62,7 @@ type floorSample struct{ created, started time.Duration }
 
 // criFloor starts n one-container pods straight over CRI and returns a sample per pod. With
 // paced 0 all n start at once; with paced k at most k start calls are in flight, as the kubelet
-// paces them (see podSlots): each pod holds a slot for its RunPodSandbox, gives it back, then
+// paces them (with the kubelet's own common/startqueue, a pod's index as its ticket): each pod holds a slot for its RunPodSandbox, gives it back, then
 // waits for one again for CreateContainer+StartContainer. Every sample counts from the burst's
 // start, so time spent waiting for a slot counts. The pods are removed before it returns.
 func criFloor(ctx context.Context, rs internalapi.RuntimeService, n, paced int, image, cgroupRoot, logRoot string) ([]floorSample, error) {
@@ -79,12 +81,12 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n, paced int, 
 		err     error
 	}
 	results := make([]result, n)
-	slots := newPodSlots(paced)
+	slots := startqueue.New(paced)
 	// The sandbox slots are asked for here, in pod order, so the first grants follow the pods'
 	// order rather than which goroutine happens to run first.
-	first := make([]*slotWaiter, n)
+	first := make([]*startqueue.Waiter, n)
 	for i := range pods {
-		first[i] = slots.ask(i)
+		first[i] = slots.Enqueue(uint64(i))
 	}
 	start := make(chan struct{})
 	var t0 time.Time
@@ -94,24 +96,26 @@ func criFloor(ctx context.Context, rs internalapi.RuntimeService, n, paced int, 
 		go func() {
 			defer wg.Done()
 			<-start
-			if err := slots.wait(ctx, first[i]); err != nil {
+			release, err := first[i].Wait(ctx)
+			if err != nil {
 				results[i].err = fmt.Errorf("%s waiting to start: %w", p.name, err)
 				return
 			}
 			sc := p.sandboxConfig()
 			id, err := rs.RunPodSandbox(ctx, sc, "")
-			slots.release()
+			release()
 			if err != nil {
 				results[i].err = fmt.Errorf("RunPodSandbox %s: %w", p.name, err)
 				return
 			}
 			results[i].sandbox = id
-			if err := slots.acquire(ctx, i); err != nil {
+			release, err = slots.Acquire(ctx, uint64(i))
+			if err != nil {
 				results[i].err = fmt.Errorf("%s waiting to create its container: %w", p.name, err)
 				return
 			}
 			cid, err := createAndStart(ctx, rs, id, p, sc)
-			slots.release()
+			release()
 			if err != nil {
 				results[i].err = err
 				return

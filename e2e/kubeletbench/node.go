@@ -50,7 +50,7 @@ func startNode(ctx context.Context, o Options, log *zap.Logger) (n *node, err er
 	}
 	n = &node{
 		name: "bench-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"),
-		cgroupRoot: "/kubenode-bench-" + id, nodeIP: kubeletharness.HostIP(), log: log,
+		cgroupRoot: "/kubenode-bench-" + id, nodeIP: nodeenv.HostIP(), log: log,
 	}
 	defer func() {
 		if err != nil {

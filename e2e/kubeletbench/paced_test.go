@@ -2,9 +2,7 @@ package kubeletbench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,89 +11,6 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
-
-// granted reports whether w's slot has been granted.
-func granted(w *slotWaiter) bool {
-	select {
-	case <-w.granted:
-		return true
-	default:
-		return false
-	}
-}
-
-func TestPodSlotsGrantLowestPodFirst(t *testing.T) {
-	tests := []struct {
-		name string
-		k    int
-		asks []int // pods asking, in this order; then one release per ask
-		want []int // pods in the order they were granted
-	}{
-		{"k slots go at once, the rest in pod order", 2, []int{0, 1, 2, 3}, []int{0, 1, 2, 3}},
-		// A pod that asks again (for its create) goes ahead of later pods' sandboxes.
-		{"earlier pod jumps the line", 1, []int{5, 7, 9, 2}, []int{5, 2, 7, 9}},
-		{"same pod twice keeps arrival order", 1, []int{3, 4, 4, 1}, []int{3, 1, 4, 4}},
-		{"asked out of order, granted in order", 2, []int{8, 9, 6, 4, 5}, []int{8, 9, 4, 5, 6}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newPodSlots(tc.k)
-			var ws []*slotWaiter
-			var got []int
-			seen := map[*slotWaiter]bool{}
-			// collect appends the pods granted by the last step; one step grants at most one.
-			collect := func() {
-				for _, w := range ws {
-					if granted(w) && !seen[w] {
-						seen[w] = true
-						got = append(got, w.pod)
-					}
-				}
-			}
-			for _, p := range tc.asks {
-				ws = append(ws, s.ask(p))
-				collect()
-			}
-			if len(got) != min(tc.k, len(tc.asks)) {
-				t.Fatalf("granted %v before any release, want the first %d", got, tc.k)
-			}
-			for range tc.asks {
-				s.release()
-				collect()
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("grant order %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestPodSlotsWithdraw(t *testing.T) {
-	s := newPodSlots(1)
-	first := s.ask(0)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := s.wait(ctx, s.ask(1)); !errors.Is(err, context.Canceled) {
-		t.Fatalf("wait with a cancelled context = %v, want context.Canceled", err)
-	}
-	next := s.ask(2)
-	s.release() // pod 0's slot: pod 1 withdrew, so pod 2 must get it
-	select {
-	case <-next.granted:
-	default:
-		t.Fatal("the withdrawn pod kept its place: pod 2 not granted")
-	}
-	if err := s.wait(context.Background(), first); err != nil {
-		t.Fatal(err)
-	}
-	// No cap: every ask is granted at once.
-	if err := newPodSlots(0).acquire(ctx, 3); err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
-	}
-	if w := newPodSlots(0).ask(4); !granted(w) {
-		t.Fatal("uncapped ask not granted")
-	}
-}
 
 // pacedRuntime is a CRI runtime whose start calls take fixed times and which records, per call,
 // its order and what was in flight. A slot-holding phase is a RunPodSandbox, or a

@@ -23,6 +23,7 @@ import (
 	remote "k8s.io/cri-client/pkg"
 
 	kubeletv1alpha1 "github.com/kubenode/kubenode/api/kubelet/v1alpha1"
+	"github.com/kubenode/kubenode/common/startqueue"
 	"github.com/kubenode/kubenode/common/version"
 	"github.com/kubenode/kubenode/kubelet/internal/admission"
 	"github.com/kubenode/kubenode/kubelet/internal/cm"
@@ -37,7 +38,6 @@ import (
 	"github.com/kubenode/kubenode/kubelet/internal/probe"
 	"github.com/kubenode/kubenode/kubelet/internal/runtime"
 	"github.com/kubenode/kubenode/kubelet/internal/server"
-	"github.com/kubenode/kubenode/kubelet/internal/startqueue"
 	"github.com/kubenode/kubenode/kubelet/internal/status"
 	"github.com/kubenode/kubenode/kubelet/internal/volume"
 )

@@ -3,6 +3,7 @@ package startqueue
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,5 +161,77 @@ func TestNoCap(t *testing.T) {
 		if _, err := q.Acquire(context.Background(), q.Ticket()+uint64(i)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Enqueue fixes a caller's order without blocking: the first free slots go out at once, the
+// rest by ticket as slots come back, equal tickets in the order they were enqueued.
+func TestEnqueueGrantsByTicket(t *testing.T) {
+	tests := []struct {
+		name    string
+		slots   int
+		tickets []uint64 // enqueued in this order; then one release per ticket
+		want    []uint64 // tickets in the order they were granted
+	}{
+		{"free slots go at once, the rest in ticket order", 2, []uint64{0, 1, 2, 3}, []uint64{0, 1, 2, 3}},
+		// A pod that asks again (for its create) goes ahead of later pods' sandboxes.
+		{"earlier pod jumps the line", 1, []uint64{5, 7, 9, 2}, []uint64{5, 2, 7, 9}},
+		{"same ticket twice keeps arrival order", 1, []uint64{3, 4, 4, 1}, []uint64{3, 1, 4, 4}},
+		{"enqueued out of order, granted in order", 2, []uint64{8, 9, 6, 4, 5}, []uint64{8, 9, 4, 5, 6}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New(tc.slots)
+			var ws []*Waiter
+			var got []uint64
+			seen := map[*Waiter]bool{}
+			// collect appends the tickets granted by the last step; one step grants at most one.
+			collect := func() {
+				for i, w := range ws {
+					if w.Granted() && !seen[w] {
+						seen[w] = true
+						got = append(got, tc.tickets[i])
+					}
+				}
+			}
+			for _, tk := range tc.tickets {
+				ws = append(ws, q.Enqueue(tk))
+				collect()
+			}
+			if len(got) != min(tc.slots, len(tc.tickets)) {
+				t.Fatalf("granted %v before any release, want the first %d", got, tc.slots)
+			}
+			for range tc.tickets {
+				r := q.releaser()
+				r()
+				collect()
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("grant order %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnqueuedWaiterWithdraws(t *testing.T) {
+	q := New(1)
+	first := q.Enqueue(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := q.Enqueue(1).Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait with a cancelled context = %v, want context.Canceled", err)
+	}
+	next := q.Enqueue(2)
+	release, err := first.Wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release() // ticket 0's slot: ticket 1 withdrew, so ticket 2 must get it
+	if !next.Granted() {
+		t.Fatal("the withdrawn waiter kept its place: ticket 2 not granted")
+	}
+	// No cap: every Enqueue is granted at once.
+	if w := New(0).Enqueue(4); !w.Granted() {
+		t.Fatal("uncapped Enqueue not granted")
 	}
 }

@@ -45,32 +45,65 @@ func (q *Queue) Ticket() uint64 {
 // Acquire waits for a slot for ticket t and returns the function that gives it back (call it
 // exactly once). It fails only when ctx ends first.
 func (q *Queue) Acquire(ctx context.Context, t uint64) (release func(), err error) {
+	return q.Enqueue(t).Wait(ctx)
+}
+
+// Waiter is one call's place in the queue.
+type Waiter struct {
+	q *Queue
+	w *waiter
+}
+
+// Enqueue puts ticket t in line without blocking: a caller that enqueues several tickets from
+// one goroutine fixes their order among equal tickets, and the first free slots go to them in
+// ticket order. Wait for the slot with Wait.
+func (q *Queue) Enqueue(t uint64) *Waiter {
+	w := &waiter{ticket: t, granted: make(chan struct{})}
+	if q == nil {
+		close(w.granted)
+		return &Waiter{w: w}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.arrived++
+	w.seq = q.arrived
+	heap.Push(&q.waiting, w)
+	if q.free > 0 {
+		q.free--
+		q.grantLocked()
+	}
+	return &Waiter{q: q, w: w}
+}
+
+// Granted reports whether the slot has been granted (without waiting).
+func (w *Waiter) Granted() bool {
+	select {
+	case <-w.w.granted:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait blocks until the slot is granted and returns the function that gives it back (call it
+// exactly once). When ctx ends first it withdraws from the queue (handing the slot on if it was
+// granted meanwhile) and returns ctx's error.
+func (w *Waiter) Wait(ctx context.Context) (release func(), err error) {
+	q := w.q
 	if q == nil {
 		return func() {}, nil
 	}
-	q.mu.Lock()
-	if q.free > 0 && len(q.waiting) == 0 {
-		q.free--
-		q.mu.Unlock()
-		return q.releaser(), nil
-	}
-	q.arrived++
-	w := &waiter{ticket: t, seq: q.arrived, granted: make(chan struct{})}
-	heap.Push(&q.waiting, w)
-	q.mu.Unlock()
-
 	select {
-	case <-w.granted:
+	case <-w.w.granted:
 		return q.releaser(), nil
 	case <-ctx.Done():
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		select {
-		case <-w.granted:
-			// Granted while giving up: hand the slot on.
+		case <-w.w.granted:
 			q.grantLocked()
 		default:
-			heap.Remove(&q.waiting, w.index)
+			heap.Remove(&q.waiting, w.w.index)
 		}
 		return nil, ctx.Err()
 	}
