@@ -101,7 +101,7 @@ func startNode(t *testing.T, withAPI bool, tweak func(cfg map[string]any)) *node
 	})
 	n := &node{
 		name: "e2e-" + id, stateDir: sd, rootDir: filepath.Join(sd, "kubelet"), staticDir: filepath.Join(sd, "manifests"),
-		cgroupRoot: "/kubenode-test-" + id, nodeIP: kubeletharness.HostIP(), healthz: freePort(t), log: log,
+		cgroupRoot: "/kubenode-test-" + id, nodeIP: nodeenv.HostIP(), healthz: freePort(t), log: log,
 	}
 	for _, d := range []string{n.rootDir, n.staticDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

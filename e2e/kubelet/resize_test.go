@@ -95,15 +95,15 @@ func TestInPlacePodResize(t *testing.T) {
 		return nil
 	}
 
-	t.Run("GrowInPlace", func(t *testing.T) {
-		start := time.Now()
-		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"limits":{"cpu":"400m","memory":"192Mi"}}}]}}`)
-		got := n.waitPod(t, ns, p.Name, 30*time.Second, "resized", func(p *v1.Pod) error {
+	// waitApplied waits until the container status shows resources that pass ok and no resize
+	// condition is left.
+	waitApplied := func(t *testing.T, what string, ok func(r *v1.ResourceRequirements) bool) *v1.Pod {
+		t.Helper()
+		return n.waitPod(t, ns, p.Name, 30*time.Second, what, func(p *v1.Pod) error {
 			if len(p.Status.ContainerStatuses) != 1 {
 				return fmt.Errorf("no container status")
 			}
-			r := p.Status.ContainerStatuses[0].Resources
-			if r == nil || r.Limits.Cpu().MilliValue() != 400 || r.Limits.Memory().Value() != 192<<20 {
+			if r := p.Status.ContainerStatuses[0].Resources; r == nil || !ok(r) {
 				return fmt.Errorf("status resources %v", r)
 			}
 			for _, typ := range []v1.PodConditionType{v1.PodResizePending, v1.PodResizeInProgress} {
@@ -113,11 +113,24 @@ func TestInPlacePodResize(t *testing.T) {
 			}
 			return nil
 		})
-		t.Logf("resize reported in %s", time.Since(start).Round(time.Millisecond))
-		cs := got.Status.ContainerStatuses[0]
-		if cs.RestartCount != 0 || cs.ContainerID != id {
+	}
+	// kept fails the test when the container was restarted or replaced.
+	kept := func(t *testing.T, got *v1.Pod) {
+		t.Helper()
+		if cs := got.Status.ContainerStatuses[0]; cs.RestartCount != 0 || cs.ContainerID != id {
 			t.Errorf("container restarted: restartCount %d, ID %s (was %s)", cs.RestartCount, cs.ContainerID, id)
 		}
+	}
+
+	t.Run("GrowInPlace", func(t *testing.T) {
+		start := time.Now()
+		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"limits":{"cpu":"400m","memory":"192Mi"}}}]}}`)
+		got := waitApplied(t, "resized", func(r *v1.ResourceRequirements) bool {
+			return r.Limits.Cpu().MilliValue() == 400 && r.Limits.Memory().Value() == 192<<20
+		})
+		t.Logf("resize reported in %s", time.Since(start).Round(time.Millisecond))
+		kept(t, got)
+		cs := got.Status.ContainerStatuses[0]
 		if cs.Resources.Requests.Cpu().MilliValue() != 100 || cs.Resources.Requests.Memory().Value() != 64<<20 {
 			t.Errorf("status requests %v, want cpu 100m memory 64Mi", cs.Resources.Requests)
 		}
@@ -153,21 +166,10 @@ func TestInPlacePodResize(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.waitGone(t, ns, "hog", 30*time.Second)
-		got = n.waitPod(t, ns, p.Name, 20*time.Second, "deferred resize applied", func(p *v1.Pod) error {
-			r := p.Status.ContainerStatuses[0].Resources
-			if r == nil || r.Limits.Cpu().MilliValue() != 800 || r.Requests.Cpu().MilliValue() != 800 {
-				return fmt.Errorf("status resources %v", r)
-			}
-			for _, typ := range []v1.PodConditionType{v1.PodResizePending, v1.PodResizeInProgress} {
-				if c := condition(p, typ); c != nil {
-					return fmt.Errorf("condition %s still there: %s %s", typ, c.Reason, c.Message)
-				}
-			}
-			return nil
+		got = waitApplied(t, "deferred resize applied", func(r *v1.ResourceRequirements) bool {
+			return r.Limits.Cpu().MilliValue() == 800 && r.Requests.Cpu().MilliValue() == 800
 		})
-		if cs := got.Status.ContainerStatuses[0]; cs.RestartCount != 0 || cs.ContainerID != id {
-			t.Errorf("container restarted: restartCount %d, ID %s (was %s)", cs.RestartCount, cs.ContainerID, id)
-		}
+		kept(t, got)
 		if err := same(limits(), want("80000", "201326592")); err != nil {
 			t.Errorf("after the deferred resize: %v", err)
 		}
@@ -233,21 +235,10 @@ func TestInPlacePodResize(t *testing.T) {
 	t.Run("ShrinkAfterInfeasible", func(t *testing.T) {
 		// A new resize replaces the infeasible one; shrinking sets the pod cgroup last.
 		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"100m"},"limits":{"cpu":"300m","memory":"96Mi"}}}]}}`)
-		got := n.waitPod(t, ns, p.Name, 30*time.Second, "shrunk", func(p *v1.Pod) error {
-			r := p.Status.ContainerStatuses[0].Resources
-			if r == nil || r.Limits.Cpu().MilliValue() != 300 || r.Limits.Memory().Value() != 96<<20 {
-				return fmt.Errorf("status resources %v", r)
-			}
-			for _, typ := range []v1.PodConditionType{v1.PodResizePending, v1.PodResizeInProgress} {
-				if c := condition(p, typ); c != nil {
-					return fmt.Errorf("condition %s still there: %s %s", typ, c.Reason, c.Message)
-				}
-			}
-			return nil
+		got := waitApplied(t, "shrunk", func(r *v1.ResourceRequirements) bool {
+			return r.Limits.Cpu().MilliValue() == 300 && r.Limits.Memory().Value() == 96<<20
 		})
-		if cs := got.Status.ContainerStatuses[0]; cs.RestartCount != 0 || cs.ContainerID != id {
-			t.Errorf("container restarted: restartCount %d, ID %s (was %s)", cs.RestartCount, cs.ContainerID, id)
-		}
+		kept(t, got)
 		if err := same(limits(), want("30000", "100663296")); err != nil {
 			t.Errorf("after the shrink: %v", err)
 		}
@@ -262,19 +253,10 @@ func TestInPlacePodResize(t *testing.T) {
 		n.stopKubelet(t)
 		resize(t, `{"spec":{"containers":[{"name":"main","resources":{"limits":{"cpu":"350m"}}}]}}`)
 		n.startKubelet(t, kubeletBin(t))
-		got := n.waitPod(t, ns, p.Name, 30*time.Second, "resized after the restart", func(p *v1.Pod) error {
-			r := p.Status.ContainerStatuses[0].Resources
-			if r == nil || r.Limits.Cpu().MilliValue() != 350 || r.Limits.Memory().Value() != 96<<20 {
-				return fmt.Errorf("status resources %v", r)
-			}
-			if c := condition(p, v1.PodResizeInProgress); c != nil {
-				return fmt.Errorf("PodResizeInProgress still there")
-			}
-			return nil
+		got := waitApplied(t, "resized after the restart", func(r *v1.ResourceRequirements) bool {
+			return r.Limits.Cpu().MilliValue() == 350 && r.Limits.Memory().Value() == 96<<20
 		})
-		if cs := got.Status.ContainerStatuses[0]; cs.RestartCount != 0 || cs.ContainerID != id {
-			t.Errorf("container restarted: restartCount %d, ID %s (was %s)", cs.RestartCount, cs.ContainerID, id)
-		}
+		kept(t, got)
 		if err := same(limits(), want("35000", "100663296")); err != nil {
 			t.Errorf("after the restart: %v", err)
 		}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -68,13 +67,8 @@ func freePort(t *testing.T) int {
 // and busybox installed: what every kubelet node stands on.
 func SkipWithoutNode(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (containerd, CNI, cgroups)")
-	}
-	for _, bin := range []string{"containerd", "runc", "/usr/lib/cni/bridge", "/bin/busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins busybox-static", bin)
-		}
+	if why := nodeenv.MissingPrerequisite(); why != "" {
+		t.Skip(why)
 	}
 }
 
@@ -147,7 +141,7 @@ func Start(t *testing.T, tweak func(cfg map[string]any)) *Node {
 			t.Errorf("remove state dir: %v", err)
 		}
 	})
-	n := &Node{Name: "e2e-srv-" + id, StateDir: sd, RootDir: filepath.Join(sd, "kubelet"), NodeIP: HostIP(), Port: freePort(t)}
+	n := &Node{Name: "e2e-srv-" + id, StateDir: sd, RootDir: filepath.Join(sd, "kubelet"), NodeIP: nodeenv.HostIP(), Port: freePort(t)}
 	cgroupRoot := "/kubenode-test-" + id
 	env, _ := StartRuntime(t, sd, "10.246", cgroupRoot, log)
 	t.Cleanup(func() {

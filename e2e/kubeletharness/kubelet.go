@@ -128,17 +128,6 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// HostIP is the address a node registers: the one with the default route. A UDP "connection"
-// sends nothing; it only asks the kernel which source address it would use.
-func HostIP() string {
-	c, err := net.Dial("udp4", "192.0.2.1:9")
-	if err != nil {
-		return "127.0.0.1"
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String()
-}
-
 // ImageCacheDir is where the test images are cached: $KUBENODE_CACHE/images, or
 // ~/.cache/kubenode/images.
 func ImageCacheDir() string {

@@ -9,7 +9,6 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -38,13 +37,8 @@ type testEnv struct {
 
 func requireNode(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (containerd, CNI, cgroups)")
-	}
-	for _, bin := range []string{"containerd", "runc", "/usr/lib/cni/bridge", "/bin/busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins busybox-static", bin)
-		}
+	if why := MissingPrerequisite(); why != "" {
+		t.Skip(why)
 	}
 }
 

@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -28,7 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kubenode/kubenode/e2e/images"
-	"github.com/kubenode/kubenode/e2e/nodeenv"
+	"github.com/kubenode/kubenode/e2e/kubeletharness"
 )
 
 const kubeletBinEnv = "KUBENODE_KUBELET_BIN"
@@ -44,11 +42,7 @@ func TestServiceOnRealNode(t *testing.T) {
 	requireRoot(t)
 	kubelet := binFromEnv(t, kubeletBinEnv)
 	binFromEnv(t, kubeProxyBinEnv)
-	for _, bin := range []string{"containerd", "runc", "/usr/lib/cni/bridge"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: apt-get install containerd runc containernetworking-plugins", bin)
-		}
-	}
+	kubeletharness.SkipWithoutNode(t)
 	if hostHasTable(t, "kubenode") {
 		t.Fatal("the host already has nftables table inet kubenode: another kube-proxy (make up?) runs here; make down first")
 	}
@@ -58,32 +52,11 @@ func TestServiceOnRealNode(t *testing.T) {
 	sd := t.TempDir()
 	cp, admin := startControlPlane(t, sd)
 
-	imgs, err := images.Build(ctx, images.Options{CacheDir: imageCache(), Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := images.Serve(ctx, "", imgs, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
-	octet, _ := rand.Int(rand.Reader, big.NewInt(200))
-	podCIDR := fmt.Sprintf("10.246.%d.0/24", octet.Int64()+20)
 	cgroupRoot := "/kubenode-test-" + id
-	nodeDir := filepath.Join(sd, "node")
-	// Registered before the agents' cleanups, so it runs after they stopped.
-	t.Cleanup(func() {
-		if err := nodeenv.Teardown(context.Background(), nodeDir, log); err != nil {
-			t.Errorf("node teardown: %v", err)
-		}
-	})
-	env, err := nodeenv.Start(ctx, nodeenv.Options{
-		StateDir: nodeDir, RegistryAddr: reg.Addr(), PodCIDR: podCIDR,
-		CgroupRoots: []string{cgroupRoot}, Log: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Registered after the control plane's cleanup and before the agents', so containerd's
+	// teardown runs after the agents stopped and before the control plane does.
+	env, _ := kubeletharness.StartRuntime(t, sd, "10.246", cgroupRoot, log)
+	podCIDR := env.PodCIDR()
 
 	ip := hostIPv4()
 	keepServiceTrafficLocal(t, ip)
@@ -384,14 +357,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-func imageCache() string {
-	if c := os.Getenv("KUBENODE_CACHE"); c != "" {
-		return filepath.Join(c, "images")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "kubenode", "images")
 }
 
 // serviceCIDR is the control plane's --service-cluster-ip-range.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
 // clusterDNS is the Service IP pods are told to use for DNS (the usual kubeadm choice).
@@ -38,7 +39,7 @@ func agentProcesses(f nodeFacts) []procSpec {
 			Args: []string{
 				"--kubeconfig=" + f.NodeKubeconfig,
 				"--hostname-override=" + f.NodeName,
-				"--node-ip=" + hostIP(),
+				"--node-ip=" + nodeenv.HostIP(),
 				"--root-dir=" + kubeletDir,
 				"--container-runtime-endpoint=" + f.CRIEndpoint,
 				"--pod-manifest-path=" + manifests,
@@ -76,17 +77,6 @@ func haveAgents(binDir string) bool {
 		}
 	}
 	return true
-}
-
-// hostIP is the address of the interface with the default route: what the node registers as
-// its InternalIP and serves NodePorts on. No packet is sent (UDP connect only picks a route).
-func hostIP() string {
-	c, err := net.Dial("udp4", "192.0.2.1:9")
-	if err != nil {
-		return "127.0.0.1"
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String()
 }
 
 // kubeProxyCleanup runs `kube-proxy cleanup`, which removes every nftables (and IPVS) object a

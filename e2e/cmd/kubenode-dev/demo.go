@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubenode/kubenode/e2e/images"
+	"github.com/kubenode/kubenode/e2e/nodeenv"
 )
 
 // The demo: three echo pods behind a ClusterIP and a NodePort Service in the default namespace.
@@ -67,7 +68,7 @@ func readyNodeAndDemo(ctx context.Context, f nodeFacts, log *zap.Logger) error {
 		return fmt.Errorf("node %s: %w (see logs/kubelet.log)", f.NodeName, err)
 	}
 	log.Info("node ready", zap.Duration("took", time.Since(start)))
-	if _, err := deployDemo(ctx, cs, hostIP(), log); err != nil {
+	if _, err := deployDemo(ctx, cs, nodeenv.HostIP(), log); err != nil {
 		return fmt.Errorf("demo: %w (see logs/kubelet.log and logs/kube-proxy.log)", err)
 	}
 	log.Info("demo answers", zap.Duration("took", time.Since(start)))
@@ -263,7 +264,7 @@ func demoInstructions(processes []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Demo:          deployment/%s (%d pods of %s) behind service/%s and service/%s\n", demoName, demoReplicas, images.Echo, demoName, demoNodePortName)
 	fmt.Fprintf(&b, "  curl http://%s/            # ClusterIP; answers with a pod's name\n", demoClusterIP)
-	fmt.Fprintf(&b, "  curl http://%s:%d/       # NodePort\n", hostIP(), demoNodePort)
+	fmt.Fprintf(&b, "  curl http://%s:%d/       # NodePort\n", nodeenv.HostIP(), demoNodePort)
 	fmt.Fprintf(&b, "  kubectl get nodes,pods,svc,endpointslices -o wide\n")
 	return b.String()
 }
